@@ -1,0 +1,2 @@
+/* engine/gguf.c — placeholder until the module lands. */
+typedef int px_placeholder_gguf;

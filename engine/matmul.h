@@ -1,0 +1,38 @@
+/* matmul.h — y = x · Wᵀ for weights of any computable dtype, on the pool.
+ *
+ * W is (n_out, n_in) row-major in its dtype (px_tensor, ne[0] = n_in,
+ * ne[1] = n_out); x is (n_tok, n_in) float; y is (n_tok, n_out) float.
+ * Small n_tok (decode) runs the quantized kernels: x is quantized once to the
+ * weight type's activation format (Q8_0 or Q8_K) and every weight row is
+ * dotted with every x row while it is in cache. Large n_tok (prefill) takes
+ * whichever path was measured faster for that dtype: OpenBLAS sgemm on
+ * dequantized weight tiles or the int8 kernels; the switch point lives in one
+ * table in matmul.c. Kernel variants (AVX-512 VNNI, AVX2, portable) are chosen
+ * once at start-up from cpuid.
+ * Owns: a px_matmul_ctx holds the scratch buffers sized for the largest call
+ * (no allocation per call). Threads: one caller at a time per ctx. */
+#ifndef PX_MATMUL_H
+#define PX_MATMUL_H
+
+#include <stdint.h>
+
+#include "pool.h"
+#include "types.h"
+
+typedef struct px_matmul_ctx px_matmul_ctx;
+
+/* Scratch for calls with n_tok <= max_tok and n_in <= max_in. */
+px_matmul_ctx *px_matmul_ctx_create(px_pool *pool, int max_tok, int64_t max_in);
+void px_matmul_ctx_destroy(px_matmul_ctx *ctx);
+
+/* y (n_tok, w->ne[1]) = x (n_tok, w->ne[0]) · Wᵀ. Returns 0, PX_EINVAL if the
+ * call exceeds the ctx's sizes, PX_ENOTSUP for a dtype without kernels. */
+int px_matmul(px_matmul_ctx *ctx, const px_tensor *w, const float *x, int n_tok, float *y);
+
+/* Name of the kernel set in use ("avx512-vnni", "avx2", "portable"). */
+const char *px_matmul_kernel_name(void);
+/* Forces a kernel set for tests ("portable", "avx2", "avx512-vnni"); returns
+ * PX_ENOTSUP if this CPU cannot run it. Not thread-safe: tests only. */
+int px_matmul_force_kernels(const char *name);
+
+#endif

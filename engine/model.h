@@ -1,0 +1,111 @@
+/* model.h — a loaded model and its batch-first forward pass.
+ *
+ * px_model_load() maps a GGUF file, reads the hyper-parameters of its
+ * architecture (gemma3 or llama, with the key and tensor names that
+ * llama.cpp's converter writes), checks every tensor's presence, dtype and
+ * shape, and preallocates everything a forward pass needs: activations for
+ * up to max_batch_tokens rows, matmul scratch, and the paged KV arena of
+ * kv_blocks blocks of kv_block_size tokens (F16 K and V for every layer).
+ *
+ * px_forward() runs one pass over a px_batch: tokens of several sequences,
+ * each with its position and its sequence's block table. Each token's K/V is
+ * written to the cache slot its position maps to, then attention reads every
+ * earlier position of that sequence through the block table (causal; local
+ * layers only the last `sliding_window` positions). Logits are computed only
+ * for the rows that ask for them.
+ *
+ * Owns: the mapping, weights (pointers into it), the KV arena, the worker
+ * pool, scratch. Never touches requests, sockets or JSON.
+ * Threads: one caller at a time for px_forward (the scheduler thread); the
+ * config and tokenizer getters are safe from any thread after load. */
+#ifndef PX_MODEL_H
+#define PX_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tokenizer.h"
+
+typedef enum px_arch { PX_ARCH_GEMMA3 = 0, PX_ARCH_LLAMA = 1 } px_arch;
+
+/* Hyper-parameters, from GGUF metadata "<arch>.*". */
+typedef struct px_model_config {
+    px_arch arch;
+    int32_t n_vocab;
+    int32_t n_embd;         /* d_model */
+    int32_t n_layer;
+    int32_t n_head;         /* query heads */
+    int32_t n_head_kv;      /* key/value heads (MQA/GQA) */
+    int32_t head_dim;       /* per head (gemma3: attention.key_length) */
+    int32_t n_ff;           /* FFN hidden size */
+    int32_t n_ctx_train;    /* context_length */
+    float rms_eps;
+    float rope_base;        /* global layers (gemma3: 1e6) */
+    float rope_base_local;  /* gemma3 local layers: 1e4 */
+    float rope_scale;       /* linear position scale factor (1 = none) */
+    int32_t sliding_window; /* gemma3 local window; 0 = none */
+    int32_t swa_period;     /* gemma3: every swa_period-th layer is global (6) */
+    float attn_scale;       /* multiplies q·k (1/sqrt(head_dim) by default) */
+    float final_softcap;    /* 0 = none */
+    bool tied_output;       /* output projection = token embedding */
+} px_model_config;
+
+typedef struct px_model_opts {
+    int n_threads;          /* <= 0: online CPUs */
+    int max_batch_tokens;   /* rows per forward (default 512) */
+    int max_logit_rows;     /* rows that may ask for logits (default 64) */
+    int kv_block_size;      /* tokens per KV block (default 16) */
+    int64_t kv_blocks;      /* 0: enough for one full context */
+    int n_ctx;              /* 0: the model's trained context */
+} px_model_opts;
+void px_model_opts_init(px_model_opts *o);
+
+typedef struct px_model px_model;
+
+px_model *px_model_load(const char *path, const px_model_opts *opts, char *err, size_t errlen);
+void px_model_free(px_model *m);
+
+const px_model_config *px_model_config_get(const px_model *m);
+const px_tokenizer *px_model_tokenizer(const px_model *m);
+int px_model_n_ctx(const px_model *m);
+int px_model_kv_block_size(const px_model *m);
+int64_t px_model_kv_blocks(const px_model *m);
+/* A human-readable name (general.name, or the file's base name). */
+const char *px_model_name(const px_model *m);
+/* Bytes of weights read by one decode step with one logit row (for the
+ * bandwidth bound in benchmarks). */
+int64_t px_model_weight_bytes_per_token(const px_model *m);
+
+/* One sequence's view of the KV arena: physical block ids for its logical
+ * blocks, in order; position p lives in blocks[p / block_size], slot
+ * p % block_size. */
+typedef struct px_batch_seq {
+    const int32_t *blocks; /* (n_blocks) physical block ids */
+    int32_t n_blocks;
+} px_batch_seq;
+
+/* One forward pass's input (plain data, borrowed for the call). */
+typedef struct px_batch {
+    int32_t n_tok;
+    const int32_t *tokens;      /* (n_tok) token ids */
+    const int32_t *pos;         /* (n_tok) position in its sequence */
+    const int32_t *seq;         /* (n_tok) index into seqs */
+    const uint8_t *want_logits; /* (n_tok) nonzero: compute logits for row */
+    int32_t n_seqs;
+    const px_batch_seq *seqs;   /* (n_seqs) */
+} px_batch;
+
+/* Runs the batch. Writes one row of n_vocab logits per row with
+ * want_logits set, in batch order, to logits. A token at position p of a
+ * sequence may attend to positions < p written by earlier calls or earlier
+ * rows of this batch. Returns 0, or a negative PX_E* with err filled (bad
+ * token id, position outside the block table, too many rows); on error the
+ * cache contents of the batch's positions are unspecified. */
+int px_forward(px_model *m, const px_batch *b, float *logits, char *err, size_t errlen);
+
+/* Copies one physical block's K/V (all layers) to another: copy-on-write
+ * for shared prefix blocks. */
+void px_model_kv_copy(px_model *m, int32_t dst_block, int32_t src_block);
+
+#endif

@@ -1,0 +1,2 @@
+/* engine/sampler.c — placeholder until the module lands. */
+typedef int px_placeholder_sampler;

@@ -1,0 +1,2 @@
+/* engine/tokenizer.c — placeholder until the module lands. */
+typedef int px_placeholder_tokenizer;

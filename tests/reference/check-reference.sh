@@ -1,0 +1,3 @@
+#!/bin/sh
+# Placeholder until the numpy reference lands: skipped.
+exit 77

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Placeholder until the tokenizer cross-check lands: skipped.
+exit 77
