@@ -29,6 +29,15 @@ void px_matmul_ctx_destroy(px_matmul_ctx *ctx);
  * call exceeds the ctx's sizes, PX_ENOTSUP for a dtype without kernels. */
 int px_matmul(px_matmul_ctx *ctx, const px_tensor *w, const float *x, int n_tok, float *y);
 
+/* Vector helpers for attention over the F16 KV cache, dispatched to the same
+ * kernel set as px_matmul. n is any length (no block constraint). */
+/* Returns sum_i a[i] * b[i]. */
+float px_dot_f16_f32(int64_t n, const px_f16 *a, const float *b);
+/* y[i] += alpha * x[i]. */
+void px_axpy_f16_f32(int64_t n, float alpha, const px_f16 *x, float *y);
+/* y[i] = (f16) x[i], round to nearest even. */
+void px_f32_to_f16_row(int64_t n, const float *x, px_f16 *y);
+
 /* Name of the kernel set in use ("avx512-vnni", "avx2", "portable"). */
 const char *px_matmul_kernel_name(void);
 /* Forces a kernel set for tests ("portable", "avx2", "avx512-vnni"); returns

@@ -1,0 +1,4 @@
+/* tokcheck — placeholder. */
+int main(void) {
+    return 77;
+}

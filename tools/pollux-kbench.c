@@ -1,0 +1,4 @@
+/* pollux-kbench — placeholder. */
+int main(void) {
+    return 0;
+}
