@@ -1,2 +1,222 @@
-/* engine/forward.c — placeholder until the module lands. */
-typedef int px_placeholder_forward;
+/* forward.c — px_forward: one batch-first pass of gemma3 or llama.
+ *
+ * Per layer: RMSNorm -> Q, K, V projections -> (gemma3: per-head Q/K
+ * RMSNorm) -> RoPE -> K/V written into the paged cache -> attention of each
+ * row over its own sequence through the block table -> output projection
+ * (gemma3: post-attention norm) -> residual; RMSNorm -> gate/up -> GeGLU
+ * (gemma3) or SwiGLU (llama) -> down (gemma3: post-FFN norm) -> residual.
+ * Then the final norm and the output projection for the rows that want
+ * logits only. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "model_int.h"
+#include "ops.h"
+#include "px.h"
+#include "quant.h"
+
+/* The embedding row of `id` into dst (n_embd floats). */
+static void embed_row(const px_model *m, int32_t id, float *dst) {
+    const px_tensor *e = &m->tok_embd;
+    const char *row = (const char *)e->data + (size_t)id * e->row_bytes;
+    px_dequantize_row(e->type, row, dst, e->ne[0]);
+}
+
+static int check_batch(const px_model *m, const px_batch *b, int *n_logits, char *err,
+                       size_t errlen) {
+    if (b->n_tok <= 0 || b->n_tok > m->max_batch_tokens)
+        return px_fail(err, errlen, PX_EINVAL, "batch of %d tokens (limit %d)", b->n_tok,
+                       m->max_batch_tokens);
+    if (b->n_seqs <= 0 || !b->seqs || !b->tokens || !b->pos || !b->seq)
+        return px_fail(err, errlen, PX_EINVAL, "batch without sequences");
+    for (int s = 0; s < b->n_seqs; s++) {
+        const px_batch_seq *sq = &b->seqs[s];
+        if (sq->n_blocks < 0 || (sq->n_blocks > 0 && !sq->blocks))
+            return px_fail(err, errlen, PX_EINVAL, "sequence %d: bad block table", s);
+        for (int i = 0; i < sq->n_blocks; i++)
+            if (sq->blocks[i] < 0 || sq->blocks[i] >= m->kv_blocks)
+                return px_fail(err, errlen, PX_EINVAL, "sequence %d: block id %d out of range",
+                               s, sq->blocks[i]);
+    }
+    int nl = 0;
+    for (int i = 0; i < b->n_tok; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= m->cfg.n_vocab)
+            return px_fail(err, errlen, PX_EINVAL, "token id %d out of range [0, %d)",
+                           b->tokens[i], m->cfg.n_vocab);
+        if (b->seq[i] < 0 || b->seq[i] >= b->n_seqs)
+            return px_fail(err, errlen, PX_EINVAL, "row %d: sequence index %d out of range", i,
+                           b->seq[i]);
+        const px_batch_seq *sq = &b->seqs[b->seq[i]];
+        int32_t p = b->pos[i];
+        if (p < 0 || p >= m->n_ctx)
+            return px_fail(err, errlen, PX_EINVAL, "position %d outside the context of %d", p,
+                           m->n_ctx);
+        if (p / m->kv_block_size >= sq->n_blocks)
+            return px_fail(err, errlen, PX_EINVAL, "position %d outside the block table (%d blocks)",
+                           p, sq->n_blocks);
+        if (b->want_logits && b->want_logits[i])
+            nl++;
+    }
+    if (nl > m->max_logit_rows)
+        return px_fail(err, errlen, PX_EINVAL, "%d logit rows (limit %d)", nl, m->max_logit_rows);
+    *n_logits = nl;
+    return 0;
+}
+
+/* Attention work shared with the pool workers. */
+typedef struct attn_job {
+    px_model *m;
+    const px_batch *b;
+    int layer;
+    int local;
+} attn_job;
+
+/* One (row, head) pair: softmax(q·K / sqrt(d)) · V over the visible positions. */
+static void attend_one(px_model *m, const px_batch *b, int layer, int local, int row, int h,
+                       float *scores) {
+    const px_model_config *c = &m->cfg;
+    const int hd = c->head_dim, bs = m->kv_block_size;
+    const int kvh = h / (c->n_head / c->n_head_kv);
+    const px_batch_seq *sq = &b->seqs[b->seq[row]];
+    const int32_t p = b->pos[row];
+    int32_t lo = 0;
+    if (local && c->sliding_window > 0 && p - c->sliding_window + 1 > 0)
+        lo = p - c->sliding_window + 1;
+    const float *q = m->rs.q + ((size_t)row * c->n_head + h) * hd;
+    float *out = m->rs.att + ((size_t)row * c->n_head + h) * hd;
+    const size_t head_off = (size_t)kvh * hd, slot_stride = (size_t)c->n_head_kv * hd;
+    float mx = -INFINITY;
+    for (int32_t t = lo; t <= p; t++) {
+        const px_f16 *kb = px__kv_block(m, layer, 0, sq->blocks[t / bs]);
+        float s = px_dot_f16_f32(hd, kb + (size_t)(t % bs) * slot_stride + head_off, q) *
+                  c->attn_scale;
+        scores[t - lo] = s;
+        mx = s > mx ? s : mx;
+    }
+    int32_t n = p - lo + 1;
+    float sum = 0.0f;
+    for (int32_t i = 0; i < n; i++) {
+        scores[i] = px_expf(scores[i] - mx);
+        sum += scores[i];
+    }
+    float inv = 1.0f / sum;
+    memset(out, 0, sizeof(float) * (size_t)hd);
+    for (int32_t t = lo; t <= p; t++) {
+        const px_f16 *vb = px__kv_block(m, layer, 1, sq->blocks[t / bs]);
+        px_axpy_f16_f32(hd, scores[t - lo] * inv, vb + (size_t)(t % bs) * slot_stride + head_off,
+                        out);
+    }
+}
+
+static void attn_worker(void *ctx, int ith, int nth) {
+    attn_job *j = ctx;
+    px_model *m = j->m;
+    const int n_head = m->cfg.n_head;
+    const int64_t total = (int64_t)j->b->n_tok * n_head;
+    float *scores = m->rs.scores + (size_t)ith * (size_t)(m->n_ctx + 16);
+    /* Interleaved split: causal rows get longer down the batch, so contiguous
+     * ranges would leave the last worker with most of the work. */
+    for (int64_t w = ith; w < total; w += nth)
+        attend_one(m, j->b, j->layer, j->local, (int)(w / n_head), (int)(w % n_head), scores);
+}
+
+/* Writes this batch's K and V rows (already roped) into the cache. */
+static void store_kv(px_model *m, const px_batch *b, int layer) {
+    const px_model_config *c = &m->cfg;
+    const int bs = m->kv_block_size;
+    const size_t kv_dim = (size_t)c->n_head_kv * c->head_dim;
+    for (int i = 0; i < b->n_tok; i++) {
+        const px_batch_seq *sq = &b->seqs[b->seq[i]];
+        int32_t p = b->pos[i];
+        size_t off = (size_t)(p % bs) * kv_dim;
+        px_f32_to_f16_row((int64_t)kv_dim, m->rs.k + i * kv_dim,
+                          px__kv_block(m, layer, 0, sq->blocks[p / bs]) + off);
+        px_f32_to_f16_row((int64_t)kv_dim, m->rs.v + i * kv_dim,
+                          px__kv_block(m, layer, 1, sq->blocks[p / bs]) + off);
+    }
+}
+
+static int layer_forward(px_model *m, const px_batch *b, int il) {
+    const px_model_config *c = &m->cfg;
+    const px_layer *L = &m->layers[il];
+    px_run_state *rs = &m->rs;
+    const int T = b->n_tok, hd = c->head_dim, gemma = c->arch == PX_ARCH_GEMMA3;
+    const size_t q_dim = (size_t)c->n_head * hd, kv_dim = (size_t)c->n_head_kv * hd;
+    int rc;
+
+    px_rmsnorm(rs->xn, rs->x, L->attn_norm.data, T, c->n_embd, c->rms_eps);
+    if ((rc = px_matmul(m->mm, &L->wq, rs->xn, T, rs->q)) < 0 ||
+        (rc = px_matmul(m->mm, &L->wk, rs->xn, T, rs->k)) < 0 ||
+        (rc = px_matmul(m->mm, &L->wv, rs->xn, T, rs->v)) < 0)
+        return rc;
+    if (gemma) {
+        px_rmsnorm(rs->q, rs->q, L->q_norm.data, (int64_t)T * c->n_head, hd, c->rms_eps);
+        px_rmsnorm(rs->k, rs->k, L->k_norm.data, (int64_t)T * c->n_head_kv, hd, c->rms_eps);
+    }
+    const float *tab = L->is_local ? rs->rope_l : rs->rope_g;
+    for (int i = 0; i < T; i++) {
+        px_rope(rs->q + i * q_dim, c->n_head, hd, tab + (size_t)i * hd, gemma);
+        px_rope(rs->k + i * kv_dim, c->n_head_kv, hd, tab + (size_t)i * hd, gemma);
+    }
+    store_kv(m, b, il);
+    attn_job job = {.m = m, .b = b, .layer = il, .local = L->is_local};
+    px_pool_run(m->pool, attn_worker, &job);
+    if ((rc = px_matmul(m->mm, &L->wo, rs->att, T, rs->xn)) < 0)
+        return rc;
+    if (gemma)
+        px_rmsnorm(rs->xn, rs->xn, L->post_attn_norm.data, T, c->n_embd, c->rms_eps);
+    for (size_t i = 0; i < (size_t)T * c->n_embd; i++)
+        rs->x[i] += rs->xn[i];
+
+    px_rmsnorm(rs->xn, rs->x, L->ffn_norm.data, T, c->n_embd, c->rms_eps);
+    if ((rc = px_matmul(m->mm, &L->w_gate, rs->xn, T, rs->gate)) < 0 ||
+        (rc = px_matmul(m->mm, &L->w_up, rs->xn, T, rs->up)) < 0)
+        return rc;
+    if (gemma)
+        px_geglu(rs->gate, rs->up, (int64_t)T * c->n_ff);
+    else
+        px_swiglu(rs->gate, rs->up, (int64_t)T * c->n_ff);
+    if ((rc = px_matmul(m->mm, &L->w_down, rs->gate, T, rs->xn)) < 0)
+        return rc;
+    if (gemma)
+        px_rmsnorm(rs->xn, rs->xn, L->post_ffn_norm.data, T, c->n_embd, c->rms_eps);
+    for (size_t i = 0; i < (size_t)T * c->n_embd; i++)
+        rs->x[i] += rs->xn[i];
+    return 0;
+}
+
+int px_forward(px_model *m, const px_batch *b, float *logits, char *err, size_t errlen) {
+    int n_logits = 0, rc;
+    if ((rc = check_batch(m, b, &n_logits, err, errlen)) < 0)
+        return rc;
+    const px_model_config *c = &m->cfg;
+    px_run_state *rs = &m->rs;
+    const int T = b->n_tok, hd = c->head_dim;
+    const float emb_scale = c->arch == PX_ARCH_GEMMA3 ? sqrtf((float)c->n_embd) : 1.0f;
+
+    for (int i = 0; i < T; i++) {
+        float *xr = rs->x + (size_t)i * c->n_embd;
+        embed_row(m, b->tokens[i], xr);
+        if (emb_scale != 1.0f)
+            for (int j = 0; j < c->n_embd; j++)
+                xr[j] *= emb_scale;
+        px_rope_table(rs->rope_g + (size_t)i * hd, hd, m->inv_freq_g, b->pos[i]);
+        if (c->sliding_window > 0)
+            px_rope_table(rs->rope_l + (size_t)i * hd, hd, m->inv_freq_l, b->pos[i]);
+    }
+    for (int il = 0; il < c->n_layer; il++)
+        if ((rc = layer_forward(m, b, il)) < 0)
+            return px_fail(err, errlen, rc, "layer %d: %s", il, px_strerror(rc));
+    if (n_logits == 0)
+        return 0;
+    int r = 0;
+    for (int i = 0; i < T; i++)
+        if (b->want_logits[i])
+            memcpy(rs->xl + (size_t)r++ * c->n_embd, rs->x + (size_t)i * c->n_embd,
+                   sizeof(float) * (size_t)c->n_embd);
+    px_rmsnorm(rs->xl, rs->xl, m->out_norm.data, n_logits, c->n_embd, c->rms_eps);
+    if ((rc = px_matmul(m->mm, &m->output, rs->xl, n_logits, logits)) < 0)
+        return px_fail(err, errlen, rc, "output projection: %s", px_strerror(rc));
+    return 0;
+}

@@ -13,7 +13,11 @@
  * Owns: the mapping of the file (read-only mmap) and the parsed index of
  * metadata and tensor infos, which point into the mapping. Every count,
  * length, offset, dimension and type is checked before use; a bad file is
- * refused with a message naming what is wrong.
+ * refused with a message naming what is wrong. Also refused: duplicate keys
+ * or tensor names (compared by length and bytes), a general.alignment that is
+ * not a u32 power of two, arrays nested more than 8 deep, tensors whose data
+ * overlap. A bool value may be any byte (nonzero = true). Keys and tensor
+ * names are hashed at open, so lookups are O(1); so is px_gguf_arr_str().
  * Threads: a px_gguf is immutable after px_gguf_open() returns; any thread may
  * read it concurrently. Pointers it hands out live until px_gguf_close(). */
 #ifndef PX_GGUF_H
@@ -24,6 +28,8 @@
 #include <stdint.h>
 
 #include "types.h"
+
+#define PX_GGUF_DEFAULT_ALIGNMENT 32
 
 typedef enum px_gguf_vtype {
     PX_GGUF_UINT8 = 0,
@@ -42,6 +48,9 @@ typedef enum px_gguf_vtype {
     PX_GGUF_VTYPE_COUNT
 } px_gguf_vtype;
 
+/* Bytes of one value of a fixed-size type; 0 for STRING, ARRAY and unknown. */
+size_t px_gguf_vtype_size(uint32_t type);
+
 /* A string inside the mapping: not NUL-terminated. */
 typedef struct px_gguf_str {
     const char *ptr; /* bytes in the mapping */
@@ -51,13 +60,13 @@ typedef struct px_gguf_str {
 /* One tensor's info, validated: type known, 1 <= n_dims <= 4, every ne >= 1,
  * the byte size computed without overflow and the data inside the file. */
 typedef struct px_gguf_tensor {
-    px_gguf_str name;  /* tensor name, e.g. "blk.0.attn_q.weight" */
-    uint32_t n_dims;   /* 1..4 */
-    int64_t ne[4];     /* dims, ne[0] innermost; unused dims are 1 */
-    px_dtype type;     /* ggml type id */
-    uint64_t offset;   /* offset from the start of the data section */
-    uint64_t nbytes;   /* bytes of data */
-    const void *data;  /* pointer into the mapping */
+    px_gguf_str name; /* tensor name, e.g. "blk.0.attn_q.weight" */
+    uint32_t n_dims;  /* 1..4 */
+    int64_t ne[4];    /* dims, ne[0] innermost; unused dims are 1 */
+    px_dtype type;    /* ggml type id */
+    uint64_t offset;  /* offset from the start of the data section */
+    uint64_t nbytes;  /* bytes of data */
+    const void *data; /* pointer into the mapping */
 } px_gguf_tensor;
 
 typedef struct px_gguf px_gguf;
@@ -113,7 +122,10 @@ const px_gguf_tensor *px_gguf_find_tensor(const px_gguf *g, const char *name);
 /* --- writer (tools and tests) ---
  * Build metadata and tensors in memory, then write the file in one go.
  * Tensor data is copied at add time. Alignment from "general.alignment" if set
- * before writing (default 32). */
+ * before writing (default 32; it must be a u32 power of two). Setting a key
+ * again replaces its value. Setters and add_tensor return 0, PX_EINVAL (bad
+ * argument: scalar setter given STRING/ARRAY, unknown dtype, ne < 1, ne[0] not
+ * a multiple of the block size, duplicate tensor name) or PX_ENOMEM. */
 typedef struct px_gguf_writer px_gguf_writer;
 px_gguf_writer *px_gguf_writer_create(void);
 void px_gguf_writer_destroy(px_gguf_writer *w);
@@ -122,9 +134,11 @@ int px_gguf_writer_set_i32(px_gguf_writer *w, const char *key, int32_t v);
 int px_gguf_writer_set_f32(px_gguf_writer *w, const char *key, float v);
 int px_gguf_writer_set_bool(px_gguf_writer *w, const char *key, bool v);
 int px_gguf_writer_set_str(px_gguf_writer *w, const char *key, const char *v);
+/* One value of any fixed-size scalar type (not STRING or ARRAY) read from v. */
+int px_gguf_writer_set_val(px_gguf_writer *w, const char *key, px_gguf_vtype type, const void *v);
 /* Array of scalars: n elements of `type` packed at `data`. */
-int px_gguf_writer_set_arr(px_gguf_writer *w, const char *key, px_gguf_vtype type,
-                           const void *data, uint64_t n);
+int px_gguf_writer_set_arr(px_gguf_writer *w, const char *key, px_gguf_vtype type, const void *data,
+                           uint64_t n);
 /* Array of n NUL-terminated strings. */
 int px_gguf_writer_set_arr_str(px_gguf_writer *w, const char *key, const char *const *v,
                                uint64_t n);
@@ -133,5 +147,7 @@ int px_gguf_writer_add_tensor(px_gguf_writer *w, const char *name, px_dtype type
                               const int64_t *ne, const void *data);
 /* Writes the GGUF v3 file. Returns 0 or a negative PX_E* and fills err. */
 int px_gguf_writer_write(px_gguf_writer *w, const char *path, char *err, size_t errlen);
+/* Writes the same image into a new malloc'd buffer: *out (caller frees), *size. */
+int px_gguf_writer_write_mem(px_gguf_writer *w, void **out, size_t *size, char *err, size_t errlen);
 
 #endif

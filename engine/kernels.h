@@ -1,0 +1,168 @@
+/* kernels.h — the internal kernel table behind px_matmul (module-private).
+ *
+ * A kernel set (portable, AVX2, AVX-512 VNNI) is a table of function pointers
+ * chosen once from cpuid. Quantized weights are dotted with activations
+ * quantized to int8: PX_BLOCK_Q8A blocks of 32 for Q4_0/Q5_0/Q8_0 weights,
+ * px_block_q8_K blocks of 256 for Q4_K/Q5_K/Q6_K; F32/F16/BF16 weights take
+ * float activations. The AVX-512 set also has "gemm16" kernels for batches:
+ * 16 tokens sit in the 16 lanes of a zmm (activations transposed by
+ * quantize_q8t), so each weight byte is loaded once per 16 tokens.
+ * Owns: nothing. Any thread (pure functions over caller memory). */
+#ifndef PX_KERNELS_H
+#define PX_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "types.h"
+
+/* Activation block for the _0 weight types: x = d * qs; sum = sum(qs). The
+ * sum folds the weight offset (q - 8, q - 16) into one subtraction. */
+typedef struct px_block_q8a {
+    float d;
+    int32_t sum;
+    int8_t qs[32];
+} px_block_q8a;
+_Static_assert(sizeof(px_block_q8a) == 40, "q8a block");
+
+/* Transposed activations for gemm16, one group of 16 tokens, per block of 32
+ * elements: qu[k][t][4] = q[t][4k..4k+3] + 128 (unsigned), d[t] the scale,
+ * ds[t] = d * sum(q) of token t. Tokens past n_tok in a group are zero. */
+typedef struct px_block_q8t {
+    uint8_t qu[8][16][4];
+    float d[16];
+    float ds[16];
+} px_block_q8t;
+_Static_assert(sizeof(px_block_q8t) == 640, "q8t block");
+
+/* Row dots compute up to this many activation rows per weight row. */
+#define PX_NRC_MAX 4
+
+/* out[t] = dot(weight row w of n elements, activation row t) for t < nrc;
+ * activation row t starts at (const char *)x + t * x_stride. */
+typedef void (*px_vec_dot_fn)(int64_t n, const void *w, const void *x, size_t x_stride, int nrc,
+                              float *out);
+/* y[t * y_stride + r] = dot(weight row r, token t) for r < n_rows and t <
+ * n_tok (<= 16); weight rows are w_stride bytes apart; xt is one group of
+ * n / 32 px_block_q8t. */
+typedef void (*px_gemm16_fn)(int64_t n, const void *w, size_t w_stride, int n_rows,
+                             const px_block_q8t *xt, int n_tok, float *y, size_t y_stride);
+/* Dequantizes a row of n elements to float. */
+typedef void (*px_to_f32_fn)(const void *w, float *y, int64_t n);
+
+typedef struct px_kernels {
+    const char *name;                      /* "portable", "avx2", "avx512-vnni" */
+    px_vec_dot_fn vec_dot[PX_DTYPE_COUNT]; /* NULL for dtypes without kernels */
+    px_gemm16_fn gemm16[PX_DTYPE_COUNT];   /* NULL when the set has none */
+    px_to_f32_fn to_f32[PX_DTYPE_COUNT];
+    /* x (n floats, n % 32 == 0) -> n / 32 blocks. */
+    void (*quantize_q8a)(const float *x, px_block_q8a *y, int64_t n);
+    /* x (n floats, n % 256 == 0) -> n / 256 blocks with bsums. */
+    void (*quantize_q8k)(const float *x, px_block_q8_K *y, int64_t n);
+    /* n_tok (<= 16) rows of n floats, x_stride floats apart -> n / 32 blocks. */
+    void (*quantize_q8t)(const float *x, size_t x_stride, int n_tok, int64_t n, px_block_q8t *y);
+    float (*dot_f16_f32)(int64_t n, const px_f16 *a, const float *b);
+    void (*axpy_f16_f32)(int64_t n, float alpha, const px_f16 *x, float *y);
+    void (*f32_to_f16_row)(int64_t n, const float *x, px_f16 *y);
+} px_kernels;
+
+/* The kernel sets; the SIMD ones exist only on x86-64 builds. */
+extern const px_kernels px__kernels_ref;
+extern const px_kernels px__kernels_avx2;
+extern const px_kernels px__kernels_avx512;
+
+/* px_matmul's paths. AUTO picks by n_tok from the table in matmul.c; the
+ * others force one path (for tests and pollux-kbench; not thread-safe). A
+ * forced path the dtype or kernel set lacks falls back to ROWS. */
+typedef enum px_matmul_path {
+    PX_MATMUL_AUTO = 0,
+    PX_MATMUL_ROWS,   /* row dots, PX_NRC_MAX tokens per weight row pass */
+    PX_MATMUL_GEMM16, /* int8 VNNI, 16 tokens per zmm */
+    PX_MATMUL_BLAS,   /* sgemm on dequantized weight tiles */
+} px_matmul_path;
+void px__matmul_force_path(px_matmul_path path);
+/* The kernel set px_matmul uses (after any px_matmul_force_kernels). */
+const px_kernels *px__kernels_get(void);
+
+/* Activation format of a weight dtype (PX_DTYPE_Q8_0 stands for q8a,
+ * PX_DTYPE_Q8_K for q8_K, PX_DTYPE_F32 for plain floats); -1 if unsupported. */
+static inline int px__act_type(px_dtype w) {
+    switch (w) {
+    case PX_DTYPE_Q4_0:
+    case PX_DTYPE_Q5_0:
+    case PX_DTYPE_Q8_0: return PX_DTYPE_Q8_0;
+    case PX_DTYPE_Q4_K:
+    case PX_DTYPE_Q5_K:
+    case PX_DTYPE_Q6_K: return PX_DTYPE_Q8_K;
+    case PX_DTYPE_F32:
+    case PX_DTYPE_F16:
+    case PX_DTYPE_BF16: return PX_DTYPE_F32;
+    default: return -1;
+    }
+}
+
+/* Portable half/bfloat16 conversions (kernels avoid a call per element). */
+static inline float px__f16_to_f32(px_f16 h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else { /* subnormal: value = man * 2^-24 */
+        float f = (float)man * (1.0f / 16777216.0f);
+        memcpy(&bits, &f, 4);
+        bits |= sign;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline px_f16 px__f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf or nan (keep nan quiet) */
+        return (px_f16)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
+    if (ax >= 0x477ff000u) /* rounds to >= 65520: overflow */
+        return (px_f16)(sign | 0x7c00);
+    if (ax < 0x38800000u) { /* below the smallest normal: round in subnormal units */
+        float a;
+        memcpy(&a, &ax, 4);
+        /* a * 2^24 is exact in float; lrint-free round half even */
+        float s = a * 16777216.0f;
+        uint32_t r = (uint32_t)s;
+        float frac = s - (float)r;
+        if (frac > 0.5f || (frac == 0.5f && (r & 1))) r++;
+        return (px_f16)(sign | r);
+    }
+    uint32_t mant = ax & 0x7fffff, exp = (ax >> 23) - 112;
+    uint32_t h = (exp << 10) | (mant >> 13);
+    uint32_t rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++; /* carries into the exponent correctly */
+    return (px_f16)(sign | h);
+}
+
+static inline float px__bf16_to_f32(px_bf16 h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* 6-bit scale and min j (0..7) of a Q4_K/Q5_K block. */
+static inline void px__k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+#endif

@@ -1,2 +1,408 @@
-/* engine/kernels_ref.c — placeholder until the module lands. */
-typedef int px_placeholder_kernels_ref;
+/* kernels_ref.c — the portable kernel set: dot products straight from the
+ * GGUF block layouts (types.h), activation quantizers, row dequantizers and
+ * the F16 attention helpers. The SIMD sets are checked against these. */
+#include <math.h>
+
+#include "kernels.h"
+
+/* ---- activation quantizers ---------------------------------------------- */
+
+static void quantize_q8a(const float *x, px_block_q8a *y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; b++, x += 32) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = (int)nearbyintf(x[j] * id);
+            y[b].qs[j] = (int8_t)q;
+            sum += q;
+        }
+        y[b].d = amax / 127.0f;
+        y[b].sum = sum;
+    }
+}
+
+static void quantize_q8k(const float *x, px_block_q8_K *y, int64_t n) {
+    for (int64_t b = 0; b < n / 256; b++, x += 256) {
+        float amax = 0.0f;
+        for (int j = 0; j < 256; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int j = 16 * g; j < 16 * g + 16; j++) {
+                int q = (int)nearbyintf(x[j] * id);
+                y[b].qs[j] = (int8_t)q;
+                sum += q;
+            }
+            y[b].bsums[g] = (int16_t)sum;
+        }
+        y[b].d = amax / 127.0f;
+    }
+}
+
+static void quantize_q8t(const float *x, size_t x_stride, int n_tok, int64_t n, px_block_q8t *y) {
+    int64_t nb = n / 32;
+    memset(y, 0, (size_t)nb * sizeof(*y));
+    for (int64_t b = 0; b < nb; b++)
+        for (int k = 0; k < 8; k++)
+            for (int t = 0; t < 16; t++)
+                memset(y[b].qu[k][t], 128, 4);
+    for (int t = 0; t < n_tok; t++) {
+        for (int64_t b = 0; b < nb; b++) {
+            px_block_q8a a;
+            quantize_q8a(x + t * x_stride + b * 32, &a, 32);
+            for (int j = 0; j < 32; j++)
+                y[b].qu[j / 4][t][j % 4] = (uint8_t)(a.qs[j] + 128);
+            y[b].d[t] = a.d;
+            y[b].ds[t] = a.d * (float)a.sum;
+        }
+    }
+}
+
+/* ---- weight block decoders: element values as integers ------------------ */
+
+/* q[0..32) = unsigned quants of a Q4_0 / Q5_0 block (offset 8 / 16). */
+static void dec_q4_0(const px_block_q4_0 *b, int *q) {
+    for (int j = 0; j < 16; j++) {
+        q[j] = b->qs[j] & 0xf;
+        q[j + 16] = b->qs[j] >> 4;
+    }
+}
+
+static void dec_q5_0(const px_block_q5_0 *b, int *q) {
+    uint32_t qh = (uint32_t)b->qh[0] | (uint32_t)b->qh[1] << 8 | (uint32_t)b->qh[2] << 16 |
+                  (uint32_t)b->qh[3] << 24;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (b->qs[j] & 0xf) | (int)(((qh >> j) & 1) << 4);
+        q[j + 16] = (b->qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+    }
+}
+
+/* K blocks: q[0..256) unsigned quants, sc[] and mn[] per sub-block. */
+static void dec_q4_K(const px_block_q4_K *b, int *q, int *sc, int *mn) {
+    for (int c = 0; c < 4; c++) {
+        for (int l = 0; l < 32; l++) {
+            q[64 * c + l] = b->qs[32 * c + l] & 0xf;
+            q[64 * c + 32 + l] = b->qs[32 * c + l] >> 4;
+        }
+    }
+    for (int s = 0; s < 8; s++)
+        px__k4_scale_min(s, b->scales, &sc[s], &mn[s]);
+}
+
+static void dec_q5_K(const px_block_q5_K *b, int *q, int *sc, int *mn) {
+    for (int c = 0; c < 4; c++) {
+        for (int l = 0; l < 32; l++) {
+            q[64 * c + l] = (b->qs[32 * c + l] & 0xf) | (((b->qh[l] >> (2 * c)) & 1) << 4);
+            q[64 * c + 32 + l] = (b->qs[32 * c + l] >> 4) | (((b->qh[l] >> (2 * c + 1)) & 1) << 4);
+        }
+    }
+    for (int s = 0; s < 8; s++)
+        px__k4_scale_min(s, b->scales, &sc[s], &mn[s]);
+}
+
+/* Q6_K: q in 0..63 (offset 32), one int8 scale per 16 elements. */
+static void dec_q6_K(const px_block_q6_K *b, int *q) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        int *o = q + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            o[l] = (ql[l] & 0xf) | ((qh[l] & 3) << 4);
+            o[l + 32] = (ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4);
+            o[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            o[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+}
+
+/* ---- row dots ------------------------------------------------------------ */
+
+#define ACT(x, t, stride) ((const void *)((const char *)(x) + (size_t)(t) * (stride)))
+
+static void dot_q4_0(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
+    const px_block_q4_0 *wb = w;
+    for (int t = 0; t < nrc; t++) {
+        const px_block_q8a *xb = ACT(x, t, bx);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < n / 32; b++) {
+            int q[32], s = 0;
+            dec_q4_0(&wb[b], q);
+            for (int j = 0; j < 32; j++)
+                s += q[j] * xb[b].qs[j];
+            s -= 8 * xb[b].sum;
+            acc += px__f16_to_f32(wb[b].d) * xb[b].d * (float)s;
+        }
+        out[t] = acc;
+    }
+}
+
+static void dot_q5_0(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
+    const px_block_q5_0 *wb = w;
+    for (int t = 0; t < nrc; t++) {
+        const px_block_q8a *xb = ACT(x, t, bx);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < n / 32; b++) {
+            int q[32], s = 0;
+            dec_q5_0(&wb[b], q);
+            for (int j = 0; j < 32; j++)
+                s += q[j] * xb[b].qs[j];
+            s -= 16 * xb[b].sum;
+            acc += px__f16_to_f32(wb[b].d) * xb[b].d * (float)s;
+        }
+        out[t] = acc;
+    }
+}
+
+static void dot_q8_0(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
+    const px_block_q8_0 *wb = w;
+    for (int t = 0; t < nrc; t++) {
+        const px_block_q8a *xb = ACT(x, t, bx);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < n / 32; b++) {
+            int s = 0;
+            for (int j = 0; j < 32; j++)
+                s += wb[b].qs[j] * xb[b].qs[j];
+            acc += px__f16_to_f32(wb[b].d) * xb[b].d * (float)s;
+        }
+        out[t] = acc;
+    }
+}
+
+/* K dots: sum over sub-blocks of d*sc*sum(q*x) - dmin*m*sum(x), times dx. */
+static void dot_q4_K(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
+    const px_block_q4_K *wb = w;
+    for (int t = 0; t < nrc; t++) {
+        const px_block_q8_K *xb = ACT(x, t, bx);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < n / 256; b++) {
+            int q[256], sc[8], mn[8];
+            dec_q4_K(&wb[b], q, sc, mn);
+            int32_t isc = 0, imn = 0;
+            for (int s = 0; s < 8; s++) {
+                int32_t d = 0;
+                for (int j = 32 * s; j < 32 * s + 32; j++)
+                    d += q[j] * xb[b].qs[j];
+                isc += sc[s] * d;
+                imn += mn[s] * (xb[b].bsums[2 * s] + xb[b].bsums[2 * s + 1]);
+            }
+            acc += xb[b].d *
+                   (px__f16_to_f32(wb[b].d) * (float)isc - px__f16_to_f32(wb[b].dmin) * (float)imn);
+        }
+        out[t] = acc;
+    }
+}
+
+static void dot_q5_K(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
+    const px_block_q5_K *wb = w;
+    for (int t = 0; t < nrc; t++) {
+        const px_block_q8_K *xb = ACT(x, t, bx);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < n / 256; b++) {
+            int q[256], sc[8], mn[8];
+            dec_q5_K(&wb[b], q, sc, mn);
+            int32_t isc = 0, imn = 0;
+            for (int s = 0; s < 8; s++) {
+                int32_t d = 0;
+                for (int j = 32 * s; j < 32 * s + 32; j++)
+                    d += q[j] * xb[b].qs[j];
+                isc += sc[s] * d;
+                imn += mn[s] * (xb[b].bsums[2 * s] + xb[b].bsums[2 * s + 1]);
+            }
+            acc += xb[b].d *
+                   (px__f16_to_f32(wb[b].d) * (float)isc - px__f16_to_f32(wb[b].dmin) * (float)imn);
+        }
+        out[t] = acc;
+    }
+}
+
+static void dot_q6_K(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
+    const px_block_q6_K *wb = w;
+    for (int t = 0; t < nrc; t++) {
+        const px_block_q8_K *xb = ACT(x, t, bx);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < n / 256; b++) {
+            int q[256];
+            dec_q6_K(&wb[b], q);
+            int32_t isum = 0;
+            for (int s = 0; s < 16; s++) {
+                int32_t d = 0;
+                for (int j = 16 * s; j < 16 * s + 16; j++)
+                    d += q[j] * xb[b].qs[j];
+                isum += wb[b].scales[s] * (d - 32 * xb[b].bsums[s]);
+            }
+            acc += xb[b].d * px__f16_to_f32(wb[b].d) * (float)isum;
+        }
+        out[t] = acc;
+    }
+}
+
+static void dot_f32(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
+    const float *a = w;
+    for (int t = 0; t < nrc; t++) {
+        const float *b = ACT(x, t, bx);
+        float acc = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            acc += a[i] * b[i];
+        out[t] = acc;
+    }
+}
+
+static void dot_f16(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
+    const px_f16 *a = w;
+    for (int t = 0; t < nrc; t++) {
+        const float *b = ACT(x, t, bx);
+        float acc = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            acc += px__f16_to_f32(a[i]) * b[i];
+        out[t] = acc;
+    }
+}
+
+static void dot_bf16(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
+    const px_bf16 *a = w;
+    for (int t = 0; t < nrc; t++) {
+        const float *b = ACT(x, t, bx);
+        float acc = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            acc += px__bf16_to_f32(a[i]) * b[i];
+        out[t] = acc;
+    }
+}
+
+/* ---- row dequantizers ---------------------------------------------------- */
+
+static void to_f32_q4_0(const void *w, float *y, int64_t n) {
+    const px_block_q4_0 *wb = w;
+    for (int64_t b = 0; b < n / 32; b++) {
+        int q[32];
+        dec_q4_0(&wb[b], q);
+        float d = px__f16_to_f32(wb[b].d);
+        for (int j = 0; j < 32; j++)
+            y[32 * b + j] = d * (float)(q[j] - 8);
+    }
+}
+
+static void to_f32_q5_0(const void *w, float *y, int64_t n) {
+    const px_block_q5_0 *wb = w;
+    for (int64_t b = 0; b < n / 32; b++) {
+        int q[32];
+        dec_q5_0(&wb[b], q);
+        float d = px__f16_to_f32(wb[b].d);
+        for (int j = 0; j < 32; j++)
+            y[32 * b + j] = d * (float)(q[j] - 16);
+    }
+}
+
+static void to_f32_q8_0(const void *w, float *y, int64_t n) {
+    const px_block_q8_0 *wb = w;
+    for (int64_t b = 0; b < n / 32; b++) {
+        float d = px__f16_to_f32(wb[b].d);
+        for (int j = 0; j < 32; j++)
+            y[32 * b + j] = d * (float)wb[b].qs[j];
+    }
+}
+
+static void to_f32_q4_K(const void *w, float *y, int64_t n) {
+    const px_block_q4_K *wb = w;
+    for (int64_t b = 0; b < n / 256; b++) {
+        int q[256], sc[8], mn[8];
+        dec_q4_K(&wb[b], q, sc, mn);
+        float d = px__f16_to_f32(wb[b].d), dm = px__f16_to_f32(wb[b].dmin);
+        for (int j = 0; j < 256; j++)
+            y[256 * b + j] = d * (float)sc[j / 32] * (float)q[j] - dm * (float)mn[j / 32];
+    }
+}
+
+static void to_f32_q5_K(const void *w, float *y, int64_t n) {
+    const px_block_q5_K *wb = w;
+    for (int64_t b = 0; b < n / 256; b++) {
+        int q[256], sc[8], mn[8];
+        dec_q5_K(&wb[b], q, sc, mn);
+        float d = px__f16_to_f32(wb[b].d), dm = px__f16_to_f32(wb[b].dmin);
+        for (int j = 0; j < 256; j++)
+            y[256 * b + j] = d * (float)sc[j / 32] * (float)q[j] - dm * (float)mn[j / 32];
+    }
+}
+
+static void to_f32_q6_K(const void *w, float *y, int64_t n) {
+    const px_block_q6_K *wb = w;
+    for (int64_t b = 0; b < n / 256; b++) {
+        int q[256];
+        dec_q6_K(&wb[b], q);
+        float d = px__f16_to_f32(wb[b].d);
+        for (int j = 0; j < 256; j++)
+            y[256 * b + j] = d * (float)wb[b].scales[j / 16] * (float)(q[j] - 32);
+    }
+}
+
+static void to_f32_f32(const void *w, float *y, int64_t n) {
+    memcpy(y, w, (size_t)n * sizeof(float));
+}
+
+static void to_f32_f16(const void *w, float *y, int64_t n) {
+    const px_f16 *a = w;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = px__f16_to_f32(a[i]);
+}
+
+static void to_f32_bf16(const void *w, float *y, int64_t n) {
+    const px_bf16 *a = w;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = px__bf16_to_f32(a[i]);
+}
+
+/* ---- attention helpers --------------------------------------------------- */
+
+static float dot_f16_f32(int64_t n, const px_f16 *a, const float *b) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        acc += px__f16_to_f32(a[i]) * b[i];
+    return acc;
+}
+
+static void axpy_f16_f32(int64_t n, float alpha, const px_f16 *x, float *y) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] += alpha * px__f16_to_f32(x[i]);
+}
+
+static void f32_to_f16_row(int64_t n, const float *x, px_f16 *y) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] = px__f32_to_f16(x[i]);
+}
+
+const px_kernels px__kernels_ref = {
+    .name = "portable",
+    .vec_dot =
+        {
+            [PX_DTYPE_Q4_0] = dot_q4_0,
+            [PX_DTYPE_Q5_0] = dot_q5_0,
+            [PX_DTYPE_Q8_0] = dot_q8_0,
+            [PX_DTYPE_Q4_K] = dot_q4_K,
+            [PX_DTYPE_Q5_K] = dot_q5_K,
+            [PX_DTYPE_Q6_K] = dot_q6_K,
+            [PX_DTYPE_F32] = dot_f32,
+            [PX_DTYPE_F16] = dot_f16,
+            [PX_DTYPE_BF16] = dot_bf16,
+        },
+    .to_f32 =
+        {
+            [PX_DTYPE_Q4_0] = to_f32_q4_0,
+            [PX_DTYPE_Q5_0] = to_f32_q5_0,
+            [PX_DTYPE_Q8_0] = to_f32_q8_0,
+            [PX_DTYPE_Q4_K] = to_f32_q4_K,
+            [PX_DTYPE_Q5_K] = to_f32_q5_K,
+            [PX_DTYPE_Q6_K] = to_f32_q6_K,
+            [PX_DTYPE_F32] = to_f32_f32,
+            [PX_DTYPE_F16] = to_f32_f16,
+            [PX_DTYPE_BF16] = to_f32_bf16,
+        },
+    .quantize_q8a = quantize_q8a,
+    .quantize_q8k = quantize_q8k,
+    .quantize_q8t = quantize_q8t,
+    .dot_f16_f32 = dot_f16_f32,
+    .axpy_f16_f32 = axpy_f16_f32,
+    .f32_to_f16_row = f32_to_f16_row,
+};

@@ -23,7 +23,7 @@ typedef struct px_mkmodel_opts {
     px_arch arch;
     uint64_t seed;
     const char *name;       /* general.name */
-    int32_t n_vocab;        /* >= the synthetic vocabulary (about 600) */
+    int32_t n_vocab;        /* >= the synthetic vocabulary (about 1400) */
     int32_t n_embd;
     int32_t n_layer;
     int32_t n_head;

@@ -56,7 +56,11 @@ uint64_t px_rng_seed(uint64_t seed);
 /* Samples from logits (n_vocab floats; left unchanged). `prev` lists the
  * prompt's tokens followed by the generated ones: n_prompt then n_out of
  * them, used by the penalties. *rng is advanced. Returns 0 or PX_EINVAL
- * (non-finite logits everywhere, bad parameters). */
+ * (non-finite logits everywhere, bad parameters).
+ * NaN logits count as -inf and are never drawn; +inf counts as FLT_MAX.
+ * Penalty tokens outside [0, n_vocab) are ignored. Greedy (temperature 0 or
+ * top_k 1) leaves *rng as it was. out->n_top can be below n_logprobs when
+ * fewer tokens have a finite logit. */
 int px_sample_next(px_sampler *s, const px_sampling *p, uint64_t *rng, const float *logits,
                    const int32_t *prev, int32_t n_prompt, int32_t n_out, px_sample *out);
 

@@ -18,3 +18,11 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
+
+# npm packages the tests use (pinned by package-lock.json; no network at run time).
+srcdir=$(cd "$(dirname "$0")/.." && pwd)
+for d in tests/tokenizer; do
+    if [ -f "$srcdir/$d/package-lock.json" ]; then
+        (cd "$srcdir/$d" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+done

@@ -1,4 +1,288 @@
-/* pollux-kbench — placeholder. */
-int main(void) {
+/* pollux-kbench — micro-benchmark of px_matmul on the gemma3-1B shapes.
+ *
+ * For each weight dtype: decode throughput as GB/s of weight reads at n_tok 1
+ * and the aggregate speed-up at n_tok 4 and 16 (tokens per second relative
+ * to n_tok 1), then prefill GFLOPS at n_tok 64, 128, 512 on both prefill
+ * paths (int8 gemm16 and sgemm on dequantized tiles). A STREAM-like read
+ * bandwidth on the same pool is printed first for reference. Weights are
+ * random bytes with valid block scales (the speed does not depend on the
+ * values). Usage: pollux-kbench [-t threads] [-s seconds] [-q] [-d] (-q: small
+ * shapes only, skips the 262144-row output projection; -d: also a table of
+ * the two decode paths at n_tok 1..16, to place the gemm16 switch).
+ * -x DTYPE:N_IN:N_OUT:N_TOK[:rows|gemm16|blas] times one case only (for perf
+ * record), -k SET forces a kernel set ("portable", "avx2", "avx512-vnni"). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kernels.h"
+#include "matmul.h"
+#include "pool.h"
+#include "types.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next_rand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static void put_f16(char *p, float v) {
+    px_f16 h = px_f32_to_f16(v);
+    memcpy(p, &h, 2);
+}
+
+/* Random weights of type t, (n_out, n_in), with sane scales. */
+static void *make_weights(px_dtype t, int64_t n_in, int64_t n_out, size_t *row_bytes) {
+    size_t rb = px_dtype_row_size(t, n_in), total = rb * (size_t)n_out;
+    char *w = aligned_alloc(64, (total + 63) / 64 * 64);
+    if (!w) return NULL;
+    for (size_t i = 0; i + 8 <= total; i += 8) {
+        uint64_t r = next_rand();
+        memcpy(w + i, &r, 8);
+    }
+    const px_dtype_info *info = px_dtype_get(t);
+    if (t == PX_DTYPE_F32) {
+        for (size_t i = 0; i < total / 4; i++)
+            ((float *)w)[i] = (float)(next_rand() % 2001) / 1000.0f - 1.0f;
+    } else if (t == PX_DTYPE_F16) {
+        for (size_t i = 0; i < total / 2; i++)
+            put_f16(w + 2 * i, (float)(next_rand() % 2001) / 1000.0f - 1.0f);
+    } else {
+        for (size_t b = 0; b < total; b += (size_t)info->block_bytes) {
+            if (t == PX_DTYPE_Q6_K) {
+                put_f16(w + b + 208, 0.001f);
+            } else {
+                put_f16(w + b, 0.001f);
+                if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q5_K) put_f16(w + b + 2, 0.001f);
+            }
+        }
+    }
+    *row_bytes = rb;
+    return w;
+}
+
+/* Seconds per call, median-free: total time over as many calls as fit. */
+static double time_matmul(px_matmul_ctx *ctx, const px_tensor *w, const float *x, int n_tok,
+                          float *y, double min_s) {
+    px_matmul(ctx, w, x, n_tok, y); /* warm-up */
+    int reps = 0;
+    double t0 = now_s(), t;
+    do {
+        px_matmul(ctx, w, x, n_tok, y);
+        reps++;
+        t = now_s() - t0;
+    } while (t < min_s);
+    return t / reps;
+}
+
+/* ---- STREAM-like read bandwidth ------------------------------------------ */
+
+typedef struct stream_job {
+    const float *buf;
+    size_t n;
+    float sums[64];
+} stream_job;
+
+static void stream_fn(void *arg, int ith, int nth) {
+    stream_job *j = arg;
+    size_t per = j->n / (size_t)nth / 64 * 64;
+    const uint64_t *p = (const uint64_t *)(j->buf + per * (size_t)ith);
+    /* eight independent chains: the loop is load-bound, not add-bound */
+    uint64_t a[8] = {0};
+    for (size_t i = 0; i < per / 2; i += 8)
+        for (int k = 0; k < 8; k++)
+            a[k] += p[i + (size_t)k];
+    uint64_t s = 0;
+    for (int k = 0; k < 8; k++)
+        s += a[k];
+    j->sums[ith] = (float)s;
+}
+
+static double stream_read(px_pool *pool, double min_s) {
+    size_t n = (size_t)1 << 28; /* 1 GiB of floats */
+    float *buf = aligned_alloc(64, n * sizeof(float));
+    if (!buf) return 0.0;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = 1.0f;
+    stream_job j = {.buf = buf, .n = n};
+    px_pool_run(pool, stream_fn, &j);
+    int reps = 0;
+    double t0 = now_s(), t;
+    do {
+        px_pool_run(pool, stream_fn, &j);
+        reps++;
+        t = now_s() - t0;
+    } while (t < min_s);
+    free(buf);
+    size_t per = n / (size_t)px_pool_size(pool) / 64 * 64;
+    return (double)(per * (size_t)px_pool_size(pool) * sizeof(float)) * reps / t / 1e9;
+}
+
+/* -x: one dtype, shape, n_tok and path; prints us per call and GB/s. */
+static int run_one(px_matmul_ctx *ctx, const char *spec, const float *x, float *y, double min_s) {
+    char tname[16] = "", pname[16] = "auto";
+    long n_in, n_out;
+    int nt;
+    if (sscanf(spec, "%15[^:]:%ld:%ld:%d:%15s", tname, &n_in, &n_out, &nt, pname) < 4 ||
+        n_in <= 0 || n_in > 6912 || n_out <= 0 || nt <= 0 || nt > 512) {
+        fprintf(stderr, "pollux-kbench: bad -x %s\n", spec);
+        return 2;
+    }
+    px_dtype t = PX_DTYPE_COUNT;
+    for (int i = 0; i < PX_DTYPE_COUNT; i++)
+        if (px_dtype_get((px_dtype)i)->name && strcmp(px_dtype_get((px_dtype)i)->name, tname) == 0)
+            t = (px_dtype)i;
+    size_t rb;
+    void *wd = t < PX_DTYPE_COUNT && px_dtype_row_size(t, n_in) ? make_weights(t, n_in, n_out, &rb)
+                                                                 : NULL;
+    if (!wd || (n_out * nt > 512 * 6912)) {
+        fprintf(stderr, "pollux-kbench: cannot run %s\n", spec);
+        return 2;
+    }
+    px_tensor w = {.type = t, .ne = {n_in, n_out, 1, 1}, .row_bytes = rb, .data = wd};
+    px_matmul_path path = strcmp(pname, "rows") == 0     ? PX_MATMUL_ROWS
+                           : strcmp(pname, "gemm16") == 0 ? PX_MATMUL_GEMM16
+                           : strcmp(pname, "blas") == 0   ? PX_MATMUL_BLAS
+                                                          : PX_MATMUL_AUTO;
+    px__matmul_force_path(path);
+    double s = time_matmul(ctx, &w, x, nt, y, min_s);
+    printf("%s %ldx%ld n_tok %d %s: %.1f us, %.1f GB/s, %.1f GFLOPS\n", tname, n_in, n_out, nt,
+           pname, s * 1e6, (double)rb * (double)n_out / s / 1e9,
+           2.0 * (double)n_in * (double)n_out * nt / s / 1e9);
+    px__matmul_force_path(PX_MATMUL_AUTO);
+    free(wd);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int n_threads = 2, quick = 0, decode_table = 0;
+    double min_s = 0.3;
+    const char *one = NULL, *kset = NULL;
+    int opt;
+    while ((opt = getopt(argc, argv, "t:s:qdx:k:")) != -1) {
+        switch (opt) {
+        case 'x': one = optarg; break;
+        case 'k': kset = optarg; break;
+        case 't': n_threads = atoi(optarg); break;
+        case 's': min_s = atof(optarg); break;
+        case 'q': quick = 1; break;
+        case 'd': decode_table = 1; break;
+        default:
+            fprintf(stderr,
+                    "usage: %s [-t threads] [-s seconds] [-q] [-d] [-k set] "
+                    "[-x dtype:n_in:n_out:n_tok[:path]]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    px_pool *pool = px_pool_create(n_threads);
+    enum { MAX_TOK = 512, MAX_IN = 6912 };
+    px_matmul_ctx *ctx = pool ? px_matmul_ctx_create(pool, MAX_TOK, MAX_IN) : NULL;
+    float *x = malloc(sizeof(float) * MAX_TOK * MAX_IN);
+    float *y = malloc(sizeof(float) * (size_t)16 * 262144);
+    float *yb = malloc(sizeof(float) * (size_t)MAX_TOK * MAX_IN);
+    if (!ctx || !x || !y || !yb) {
+        fprintf(stderr, "pollux-kbench: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < (size_t)MAX_TOK * MAX_IN; i++)
+        x[i] = (float)(next_rand() % 2001) / 1000.0f - 1.0f;
+
+    if (kset && px_matmul_force_kernels(kset) != 0) {
+        fprintf(stderr, "pollux-kbench: kernel set %s not available\n", kset);
+        return 2;
+    }
+    printf("kernels: %s, threads: %d\n", px_matmul_kernel_name(), px_pool_size(pool));
+    if (one) return run_one(ctx, one, x, yb, min_s);
+    printf("stream read: %.1f GB/s\n\n", stream_read(pool, min_s));
+
+    if (decode_table) {
+        /* ms per call of ROWS vs GEMM16 at small n_tok: where gemm16 starts */
+        static const px_dtype dt[] = {PX_DTYPE_Q8_0, PX_DTYPE_Q4_0, PX_DTYPE_Q4_K, PX_DTYPE_Q6_K};
+        printf("decode paths on 6912x1152, us per call (rows / gemm16):\n");
+        for (size_t i = 0; i < sizeof dt / sizeof dt[0]; i++) {
+            size_t rb;
+            void *wd = make_weights(dt[i], 6912, 1152, &rb);
+            px_tensor w = {.type = dt[i], .ne = {6912, 1152, 1, 1}, .row_bytes = rb, .data = wd};
+            printf("%-5s", px_dtype_get(dt[i])->name);
+            for (int nt = 1; nt <= 16; nt *= 2) {
+                px__matmul_force_path(PX_MATMUL_ROWS);
+                double tr = time_matmul(ctx, &w, x, nt, y, min_s);
+                px__matmul_force_path(PX_MATMUL_GEMM16);
+                double tg = time_matmul(ctx, &w, x, nt, y, min_s);
+                printf("  @%d %.0f/%.0f", nt, tr * 1e6, tg * 1e6);
+            }
+            printf("\n");
+            free(wd);
+        }
+        px__matmul_force_path(PX_MATMUL_AUTO);
+        printf("\n");
+    }
+
+    static const px_dtype types[] = {PX_DTYPE_Q8_0, PX_DTYPE_Q4_0, PX_DTYPE_Q5_0, PX_DTYPE_Q4_K,
+                                     PX_DTYPE_Q5_K, PX_DTYPE_Q6_K, PX_DTYPE_F16,  PX_DTYPE_F32};
+    static const struct {
+        int64_t n_in, n_out;
+    } shapes[] = {{1152, 6912}, {6912, 1152}, {1152, 262144}};
+    static const int pre_toks[] = {64, 128, 512};
+
+    printf("%-5s %-13s %8s %6s %6s | %s\n", "dtype", "n_in x n_out", "GB/s@1", "x@4", "x@16",
+           "GFLOPS gemm16/blas @64 @128 @512");
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        for (size_t si = 0; si < (quick ? 2u : 3u); si++) {
+            px_dtype t = types[ti];
+            int64_t n_in = shapes[si].n_in, n_out = shapes[si].n_out;
+            if (si == 2 && t == PX_DTYPE_F32) continue; /* 1.2 GB: not a shape anyone runs */
+            if (px_dtype_row_size(t, n_in) == 0) {
+                printf("%-5s %5ldx%-7ld   (n_in not a multiple of the block)\n",
+                       px_dtype_get(t)->name, (long)n_in, (long)n_out);
+                continue;
+            }
+            size_t rb;
+            void *wd = make_weights(t, n_in, n_out, &rb);
+            if (!wd) {
+                fprintf(stderr, "pollux-kbench: out of memory\n");
+                return 1;
+            }
+            px_tensor w = {.type = t, .ne = {n_in, n_out, 1, 1}, .row_bytes = rb, .data = wd};
+            px__matmul_force_path(PX_MATMUL_AUTO);
+            double t1 = time_matmul(ctx, &w, x, 1, y, min_s);
+            double t4 = time_matmul(ctx, &w, x, 4, y, min_s);
+            double t16 = time_matmul(ctx, &w, x, 16, y, min_s);
+            double gb = (double)rb * (double)n_out / t1 / 1e9;
+            printf("%-5s %5ldx%-7ld %8.1f %6.2f %6.2f |", px_dtype_get(t)->name, (long)n_in,
+                   (long)n_out, gb, 4 * t1 / t4, 16 * t1 / t16);
+            if (si < 2) {
+                for (size_t k = 0; k < sizeof pre_toks / sizeof pre_toks[0]; k++) {
+                    int nt = pre_toks[k];
+                    double flop = 2.0 * (double)n_in * (double)n_out * nt;
+                    px__matmul_force_path(PX_MATMUL_GEMM16);
+                    double tg = time_matmul(ctx, &w, x, nt, yb, min_s / 2);
+                    px__matmul_force_path(PX_MATMUL_BLAS);
+                    double tb = time_matmul(ctx, &w, x, nt, yb, min_s / 2);
+                    printf(" %5.0f/%-5.0f", flop / tg / 1e9, flop / tb / 1e9);
+                }
+                px__matmul_force_path(PX_MATMUL_AUTO);
+            }
+            printf("\n");
+            fflush(stdout);
+            free(wd);
+        }
+    }
+    px_matmul_ctx_destroy(ctx);
+    px_pool_destroy(pool);
+    free(x);
+    free(y);
+    free(yb);
     return 0;
 }

@@ -1,6 +1,364 @@
-/* matmul.c — tests of engine/matmul.c (placeholder until the module lands). */
+/* matmul.c — tests of engine/matmul.c and the kernel sets behind it.
+ *
+ * Every kernel set this CPU runs is checked against an F32 matmul (in double)
+ * on weights dequantized by engine/quant.c, for every computable dtype, odd
+ * row counts and n_tok on both sides of every path switch; and the SIMD sets
+ * against the portable one with the same quantized activations. Tolerance of
+ * the int8 paths: activations are quantized with absmax scaling, so each x_j
+ * is off by at most amax(block of j) / 254; the bound is sum_j |w_j| times
+ * that, plus float rounding (FLOAT_REL * sum_j |w_j x_j|). */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "matmul.h"
+#include "pool.h"
+#include "px.h"
+#include "quant.h"
 #include "suites.h"
+#include "util.h"
+
+#define FLOAT_REL 2e-5 /* float accumulation vs double, relative to sum |w x| */
+
+static const px_dtype dtypes[] = {PX_DTYPE_Q4_0, PX_DTYPE_Q5_0, PX_DTYPE_Q8_0,
+                                  PX_DTYPE_Q4_K, PX_DTYPE_Q5_K, PX_DTYPE_Q6_K,
+                                  PX_DTYPE_F32,  PX_DTYPE_F16,  PX_DTYPE_BF16};
+static const char *const sets[] = {"portable", "avx2", "avx512-vnni"};
+
+static uint64_t rng_state;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+/* A weight matrix of n_out rows of n_in, plus its dequantized floats. With
+ * raw_bytes the blocks are random bytes with sane scales (every bit pattern
+ * of the quants and 6-bit scales); otherwise px_quantize_row of randoms. */
+typedef struct wmat {
+    px_tensor t;
+    void *data;
+    float *deq; /* (n_out, n_in) */
+} wmat;
+
+static void set_f16(void *p, float v) {
+    px_f16 h = px_f32_to_f16(v);
+    memcpy(p, &h, 2);
+}
+
+static void wmat_make(wmat *m, px_dtype type, int64_t n_in, int64_t n_out, bool raw_bytes,
+                      uint64_t seed) {
+    size_t rb = px_dtype_row_size(type, n_in);
+    ck_assert_uint_gt(rb, 0);
+    m->data = malloc(rb * (size_t)n_out);
+    m->deq = malloc(sizeof(float) * (size_t)(n_in * n_out));
+    ck_assert(m->data && m->deq);
+    float *tmp = malloc(sizeof(float) * (size_t)n_in);
+    rng_state = seed * 2654435761u + 77;
+    const px_dtype_info *info = px_dtype_get(type);
+    for (int64_t r = 0; r < n_out; r++) {
+        char *row = (char *)m->data + (size_t)r * rb;
+        px_test_fill_random(tmp, (size_t)n_in, seed * 1000 + (uint64_t)r);
+        if (raw_bytes && info->block_elems > 1) {
+            for (size_t i = 0; i < rb; i++)
+                row[i] = (char)rnd();
+            int bb = info->block_bytes;
+            for (char *b = row; b < row + rb; b += bb) {
+                float d = 0.002f + 0.002f * (float)(rnd() % 100) / 100.0f;
+                if (type == PX_DTYPE_Q6_K) {
+                    set_f16(b + 208, d);
+                } else {
+                    set_f16(b, d);
+                    if (type == PX_DTYPE_Q4_K || type == PX_DTYPE_Q5_K) set_f16(b + 2, d * 0.5f);
+                }
+            }
+        } else {
+            ck_assert_int_eq(px_quantize_row(type, tmp, row, n_in), 0);
+        }
+        ck_assert_int_eq(px_dequantize_row(type, row, m->deq + r * n_in, n_in), 0);
+    }
+    free(tmp);
+    m->t = (px_tensor){
+        .type = type, .ne = {n_in, n_out, 1, 1}, .row_bytes = rb, .data = m->data, .name = "w"};
+}
+
+static void wmat_free(wmat *m) {
+    free(m->data);
+    free(m->deq);
+}
+
+/* Checks y against x · deqᵀ within the bound described at the top; blk is
+ * the activation quantization block (0 for float activations). */
+static void check_result(const wmat *m, const float *x, int n_tok, const float *y, int blk,
+                         const char *what) {
+    int64_t n_in = m->t.ne[0], n_out = m->t.ne[1];
+    double worst = 0.0;
+    for (int t = 0; t < n_tok; t++) {
+        const float *xr = x + (size_t)t * (size_t)n_in;
+        for (int64_t r = 0; r < n_out; r++) {
+            const float *wr = m->deq + r * n_in;
+            double ref = 0.0, mag = 0.0, qerr = 0.0;
+            for (int64_t j0 = 0; j0 < n_in; j0 += blk ? blk : n_in) {
+                int64_t j1 = blk ? j0 + blk : n_in;
+                double amax = 0.0, sw = 0.0;
+                for (int64_t j = j0; j < j1; j++) {
+                    ref += (double)wr[j] * xr[j];
+                    mag += fabs((double)wr[j] * xr[j]);
+                    amax = fmax(amax, fabs(xr[j]));
+                    sw += fabs(wr[j]);
+                }
+                if (blk) qerr += sw * amax / 254.0;
+            }
+            double tol = 1.01 * qerr + FLOAT_REL * mag + 1e-6;
+            double err = fabs(y[(size_t)t * (size_t)n_out + (size_t)r] - ref);
+            if (err > tol)
+                ck_abort_msg("%s: t=%d r=%ld y=%g ref=%g err=%g tol=%g", what, t, (long)r,
+                             (double)y[(size_t)t * (size_t)n_out + (size_t)r], ref, err, tol);
+            worst = fmax(worst, err / tol);
+        }
+    }
+    (void)worst;
+}
+
+static int act_block(px_dtype type, px_matmul_path path) {
+    int act = px__act_type(type);
+    if (act == PX_DTYPE_F32 || path == PX_MATMUL_BLAS) return 0;
+    if (path == PX_MATMUL_GEMM16) return 32;
+    return act == PX_DTYPE_Q8_K ? 256 : 32;
+}
+
+enum { MAX_TOK = 513, N_IN = 512, N_OUT = 37 };
+
+/* Runs every dtype through one kernel set for the given n_tok list and
+ * path (for AUTO the loosest bound of the int8 paths is used). */
+static void run_set(const char *set, px_matmul_path path, const int *toks, int n_toks,
+                    bool raw_bytes) {
+    if (px_matmul_force_kernels(set) != 0) return; /* this CPU cannot run it */
+    px_pool *pool = px_pool_create(2);
+    ck_assert_ptr_nonnull(pool);
+    px_matmul_ctx *ctx = px_matmul_ctx_create(pool, MAX_TOK, N_IN);
+    ck_assert_ptr_nonnull(ctx);
+    float *x = malloc(sizeof(float) * MAX_TOK * N_IN);
+    float *y = malloc(sizeof(float) * MAX_TOK * N_OUT);
+    px_test_fill_random(x, (size_t)MAX_TOK * N_IN, 5);
+    px__matmul_force_path(path);
+    for (size_t d = 0; d < PX_ARRAY_LEN(dtypes); d++) {
+        wmat m;
+        wmat_make(&m, dtypes[d], N_IN, N_OUT, raw_bytes, 11 + d);
+        for (int k = 0; k < n_toks; k++) {
+            int n_tok = toks[k];
+            for (size_t i = 0; i < (size_t)n_tok * N_OUT; i++)
+                y[i] = NAN;
+            ck_assert_int_eq(px_matmul(ctx, &m.t, x, n_tok, y), 0);
+            char what[96];
+            snprintf(what, sizeof what, "%s %s path %d n_tok %d%s", set,
+                     px_dtype_get(dtypes[d])->name, (int)path, n_tok, raw_bytes ? " raw" : "");
+            /* AUTO may pick any path: K types then get the q8_K bound (the
+             * loosest); _0 types have 32-element blocks on every int8 path. */
+            int blk = act_block(dtypes[d], path == PX_MATMUL_AUTO ? PX_MATMUL_ROWS : path);
+            check_result(&m, x, n_tok, y, blk, what);
+        }
+        wmat_free(&m);
+    }
+    px__matmul_force_path(PX_MATMUL_AUTO);
+    free(x);
+    free(y);
+    px_matmul_ctx_destroy(ctx);
+    px_pool_destroy(pool);
+    px_matmul_force_kernels("portable");
+}
+
+static const int all_toks[] = {1, 3, 17, 64, 100, 513};
+static const int few_toks[] = {1, 3, 17};
+
+START_TEST(test_auto_vs_f32) {
+    /* _i indexes the kernel sets */
+    run_set(sets[_i], PX_MATMUL_AUTO, all_toks, PX_ARRAY_LEN(all_toks), false);
+    px_matmul_force_kernels("portable");
+}
+END_TEST
+
+START_TEST(test_paths_vs_f32) {
+    static const int toks[] = {3, 17, 100};
+    for (int p = PX_MATMUL_ROWS; p <= PX_MATMUL_BLAS; p++)
+        run_set(sets[_i], (px_matmul_path)p, toks, PX_ARRAY_LEN(toks), false);
+}
+END_TEST
+
+START_TEST(test_raw_blocks_vs_f32) {
+    /* random bytes exercise every quant and scale bit pattern */
+    run_set(sets[_i], PX_MATMUL_ROWS, few_toks, PX_ARRAY_LEN(few_toks), true);
+    run_set(sets[_i], PX_MATMUL_GEMM16, few_toks, PX_ARRAY_LEN(few_toks), true);
+}
+END_TEST
+
+/* The SIMD sets quantize activations to the same bytes as the portable one
+ * and their dots agree to float rounding. */
+START_TEST(test_simd_vs_portable) {
+    const px_kernels *ref = &px__kernels_ref;
+    if (px_matmul_force_kernels(sets[_i]) != 0) return;
+    const px_kernels *ks = px__kernels_get();
+    enum { N = 768, NT = 3 };
+    float x[NT * N];
+    px_test_fill_random(x, NT * N, 9);
+    x[5] = 0.0f; /* a zero block must not divide by zero */
+    for (int j = 32; j < 64; j++)
+        x[j] = 0.0f;
+    px_block_q8a a_ref[NT * N / 32], a_simd[NT * N / 32];
+    ref->quantize_q8a(x, a_ref, NT * N);
+    ks->quantize_q8a(x, a_simd, NT * N);
+    ck_assert_mem_eq(a_ref, a_simd, sizeof a_ref);
+    ck_assert_float_eq(a_ref[1].d, 0.0f);
+    px_block_q8_K k_ref[NT * N / 256], k_simd[NT * N / 256];
+    ref->quantize_q8k(x, k_ref, NT * N);
+    ks->quantize_q8k(x, k_simd, NT * N);
+    ck_assert_mem_eq(k_ref, k_simd, sizeof k_ref);
+    if (ks->quantize_q8t) {
+        static px_block_q8t t_ref[N / 32], t_simd[N / 32];
+        ref->quantize_q8t(x, N, NT, N, t_ref);
+        ks->quantize_q8t(x, N, NT, N, t_simd);
+        ck_assert_mem_eq(t_ref, t_simd, sizeof t_ref);
+    }
+    for (size_t d = 0; d < PX_ARRAY_LEN(dtypes); d++) {
+        px_dtype ty = dtypes[d];
+        wmat m;
+        wmat_make(&m, ty, N, 5, true, 3 + d);
+        int act = px__act_type(ty);
+        const void *xa = act == PX_DTYPE_F32    ? (const void *)x
+                         : act == PX_DTYPE_Q8_K ? (const void *)k_ref
+                                                : (const void *)a_ref;
+        size_t stride = act == PX_DTYPE_F32    ? N * sizeof(float)
+                        : act == PX_DTYPE_Q8_K ? N / 256 * sizeof(px_block_q8_K)
+                                               : N / 32 * sizeof(px_block_q8a);
+        float deq_ref[N], deq_simd[N];
+        for (int r = 0; r < 5; r++) {
+            const char *row = (const char *)m.data + (size_t)r * m.t.row_bytes;
+            for (int nrc = 1; nrc <= NT; nrc++) {
+                float o_ref[PX_NRC_MAX], o_simd[PX_NRC_MAX];
+                ref->vec_dot[ty](N, row, xa, stride, nrc, o_ref);
+                ks->vec_dot[ty](N, row, xa, stride, nrc, o_simd);
+                for (int t = 0; t < nrc; t++) {
+                    double mag = 0.0;
+                    for (int j = 0; j < N; j++)
+                        mag += fabs(m.deq[r * N + j] * x[t * N + j]);
+                    ck_assert_msg(fabs(o_ref[t] - o_simd[t]) <= FLOAT_REL * mag + 1e-6,
+                                  "%s %s row %d nrc %d t %d: %g vs %g", sets[_i],
+                                  px_dtype_get(ty)->name, r, nrc, t, (double)o_ref[t],
+                                  (double)o_simd[t]);
+                }
+            }
+            ref->to_f32[ty](row, deq_ref, N);
+            ks->to_f32[ty](row, deq_simd, N);
+            for (int j = 0; j < N; j++) {
+                /* both equal quant.c's dequantization (up to fma rounding) */
+                ck_assert_float_eq_tol(deq_ref[j], m.deq[r * N + j],
+                                       1e-6f * (1 + fabsf(m.deq[r * N + j])));
+                ck_assert_float_eq_tol(deq_simd[j], m.deq[r * N + j],
+                                       1e-6f * (1 + fabsf(m.deq[r * N + j])));
+            }
+        }
+        wmat_free(&m);
+    }
+    px_matmul_force_kernels("portable");
+}
+END_TEST
+
+START_TEST(test_attention_helpers) {
+    static const int lens[] = {1, 7, 33, 257};
+    if (px_matmul_force_kernels(sets[_i]) != 0) return;
+    for (size_t k = 0; k < PX_ARRAY_LEN(lens); k++) {
+        int n = lens[k];
+        float a[257], b[257], y[257], y0[257];
+        px_f16 h[257];
+        px_test_fill_random(a, (size_t)n, 21 + k);
+        px_test_fill_random(b, (size_t)n, 31 + k);
+        px_test_fill_random(y, (size_t)n, 41 + k);
+        memcpy(y0, y, sizeof(float) * (size_t)n);
+        px_f32_to_f16_row(n, a, h);
+        double ref = 0.0, mag = 0.0;
+        for (int i = 0; i < n; i++) {
+            ck_assert_uint_eq(h[i], px_f32_to_f16(a[i])); /* round to nearest even */
+            ref += (double)px_f16_to_f32(h[i]) * b[i];
+            mag += fabs((double)px_f16_to_f32(h[i]) * b[i]);
+        }
+        float got = px_dot_f16_f32(n, h, b);
+        ck_assert_msg(fabs(got - ref) <= 1e-6 * mag + 1e-7, "%s dot n=%d: %g vs %g", sets[_i], n,
+                      (double)got, ref);
+        px_axpy_f16_f32(n, 0.75f, h, y);
+        for (int i = 0; i < n; i++)
+            ck_assert_float_eq_tol(y[i], y0[i] + 0.75f * px_f16_to_f32(h[i]), 1e-6f);
+    }
+    /* rounding corner cases: ties, subnormals, overflow, infinities */
+    static const float special[] = {1.0009765625f + 0.00048828125f, /* tie, rounds to even */
+                                    1.0f + 3 * 0.00048828125f,      /* tie, rounds up */
+                                    65504.0f,
+                                    65519.0f,
+                                    65520.0f,
+                                    1e9f,
+                                    -1e9f,
+                                    6.1e-5f,
+                                    5.96e-8f,
+                                    2.98e-8f,
+                                    3.0e-8f,
+                                    1e-10f,
+                                    -0.0f,
+                                    INFINITY,
+                                    -INFINITY,
+                                    0.1f,
+                                    -3.14159f};
+    enum { NS = PX_ARRAY_LEN(special) };
+    px_f16 hs[NS];
+    px_f32_to_f16_row(NS, special, hs);
+    for (int i = 0; i < NS; i++) {
+        ck_assert_msg(hs[i] == px_f32_to_f16(special[i]), "%s f16(%g) = %04x, want %04x", sets[_i],
+                      (double)special[i], hs[i], px_f32_to_f16(special[i]));
+        ck_assert_uint_eq(px__f32_to_f16(special[i]), px_f32_to_f16(special[i]));
+        ck_assert(px__f16_to_f32(hs[i]) == px_f16_to_f32(hs[i]));
+    }
+    px_matmul_force_kernels("portable");
+}
+END_TEST
+
+START_TEST(test_errors) {
+    px_pool *pool = px_pool_create(1);
+    px_matmul_ctx *ctx = px_matmul_ctx_create(pool, 4, 64);
+    ck_assert_ptr_nonnull(ctx);
+    float x[5 * 128] = {0}, y[5 * 8];
+    wmat m;
+    wmat_make(&m, PX_DTYPE_Q8_0, 64, 8, false, 1);
+    ck_assert_int_eq(px_matmul(ctx, &m.t, x, 5, y), PX_EINVAL); /* n_tok > max_tok */
+    ck_assert_int_eq(px_matmul(ctx, &m.t, x, 0, y), PX_EINVAL);
+    ck_assert_int_eq(px_matmul(ctx, &m.t, x, 4, y), 0);
+    px_tensor big = m.t;
+    big.ne[0] = 128; /* n_in > max_in */
+    big.row_bytes = px_dtype_row_size(PX_DTYPE_Q8_0, 128);
+    ck_assert_int_eq(px_matmul(ctx, &big, x, 1, y), PX_EINVAL);
+    px_tensor q41 = m.t;
+    q41.type = PX_DTYPE_Q4_1;
+    ck_assert_int_eq(px_matmul(ctx, &q41, x, 1, y), PX_ENOTSUP);
+    ck_assert_int_eq(px_matmul_force_kernels("no-such-set"), PX_ENOTSUP);
+    ck_assert_int_eq(px_matmul_force_kernels("portable"), 0);
+    ck_assert_str_eq(px_matmul_kernel_name(), "portable");
+    wmat_free(&m);
+    px_matmul_ctx_destroy(ctx);
+    px_pool_destroy(pool);
+}
+END_TEST
 
 Suite *px_suite_matmul(void) {
-    return suite_create("matmul");
+    Suite *s = suite_create("matmul");
+    TCase *tc = tcase_create("matmul");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_auto_vs_f32, 0, PX_ARRAY_LEN(sets));
+    tcase_add_loop_test(tc, test_paths_vs_f32, 0, PX_ARRAY_LEN(sets));
+    tcase_add_loop_test(tc, test_raw_blocks_vs_f32, 0, PX_ARRAY_LEN(sets));
+    tcase_add_loop_test(tc, test_simd_vs_portable, 0, PX_ARRAY_LEN(sets));
+    tcase_add_loop_test(tc, test_attention_helpers, 0, PX_ARRAY_LEN(sets));
+    tcase_add_test(tc, test_errors);
+    suite_add_tcase(s, tc);
+    return s;
 }
