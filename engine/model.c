@@ -402,6 +402,12 @@ int px_model_kv_block_size(const px_model *m) {
 int64_t px_model_kv_blocks(const px_model *m) {
     return m->kv_blocks;
 }
+int px_model_max_batch_tokens(const px_model *m) {
+    return m->max_batch_tokens;
+}
+int px_model_max_logit_rows(const px_model *m) {
+    return m->max_logit_rows;
+}
 const char *px_model_name(const px_model *m) {
     return m->name;
 }

@@ -71,6 +71,8 @@ const px_tokenizer *px_model_tokenizer(const px_model *m);
 int px_model_n_ctx(const px_model *m);
 int px_model_kv_block_size(const px_model *m);
 int64_t px_model_kv_blocks(const px_model *m);
+int px_model_max_batch_tokens(const px_model *m);
+int px_model_max_logit_rows(const px_model *m);
 /* A human-readable name (general.name, or the file's base name). */
 const char *px_model_name(const px_model *m);
 /* Bytes of weights read by one decode step with one logit row (for the

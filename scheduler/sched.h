@@ -1,0 +1,78 @@
+/* sched.h — continuous batching: many requests share every forward pass.
+ *
+ * One scheduler thread loops: take new requests from the inbox, drop
+ * cancelled and expired ones, build a batch (every running decode gets one
+ * token; prefill chunks of admitted prompts fill the rest of the
+ * max_batch_tokens budget, so a long prompt never stalls running streams for
+ * more than one chunk), run px_forward, sample, and post events. A sequence
+ * is WAITING, PREFILL (tokens still to compute), DECODE (one token per step)
+ * or FINISHED.
+ * KV memory: blocks come from px_blocks (free list, ref counts, prefix
+ * cache). A new sequence first reuses published blocks of its prompt's prefix;
+ * choices of one request share the prompt's blocks and copy a shared block on
+ * their first divergent write. When a block is needed and none is free, the
+ * most recently admitted running sequence is preempted: its blocks are
+ * released (full ones stay in the prefix cache) and it goes back to the front
+ * of the queue to be recomputed later, keeping the tokens it generated.
+ * A request that could never fit (prompt + max_tokens beyond the context or
+ * the whole cache) is refused at submit.
+ * Owns: every sequence, the block manager, the sampler, the stats. Threads:
+ * px_sched_submit and px_sched_snapshot from any thread; px_sched_step only
+ * from the scheduler thread (or a test driving it without a thread). */
+#ifndef PX_SCHED_H
+#define PX_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "request.h"
+#include "stats.h"
+
+typedef struct px_sched_opts {
+    int max_batch_tokens; /* tokens per step (default 512; <= the model's) */
+    int max_running;      /* sequences in flight (default 64; <= model's logit rows) */
+    int max_waiting;      /* queued requests before submit says PX_EAGAIN (default 1024) */
+    bool prefix_cache;    /* reuse published prefix blocks (default true) */
+    double itl_ratio;     /* while decodes run, prefill chunks are sized so a step
+                           * takes at most this many decode-only steps' time, from
+                           * measured costs (default 2.5; <= 1: no cap) */
+} px_sched_opts;
+void px_sched_opts_init(px_sched_opts *o);
+
+typedef struct px_sched px_sched;
+
+/* The model must have been loaded with max_batch_tokens and max_logit_rows at
+ * least the options' (the scheduler needs one logit row per running
+ * sequence). NULL + err on a mismatch or no memory. */
+px_sched *px_sched_create(px_model *m, const px_sched_opts *o, char *err, size_t errlen);
+/* Stops the thread if started, cancels every request (FINISH cancelled +
+ * DONE), and frees everything. The model is not freed. */
+void px_sched_destroy(px_sched *s);
+
+/* Starts the scheduler thread. */
+int px_sched_start(px_sched *s);
+
+/* Validates and queues a request, taking a reference. Returns 0, PX_EINVAL
+ * (empty prompt, bad token id, bad parameters), PX_ETOOBIG (can never fit:
+ * err says why), or PX_EAGAIN (the queue is full). On error the request is
+ * untouched and gets no events. Any thread. */
+int px_sched_submit(px_sched *s, px_request *r, char *err, size_t errlen);
+
+/* Runs one step (without a thread: tests). Returns the number of sequences
+ * still waiting or running, or a negative PX_E* on an engine failure (the
+ * affected requests were finished with an error). */
+int px_sched_step(px_sched *s);
+
+/* Copies the counters and histograms (any thread). */
+void px_sched_snapshot(px_sched *s, px_stats_counters *c, px_hist *ttft, px_hist *itl,
+                       px_hist *e2e, px_hist *queue);
+
+/* For tests: checks block accounting against the live sequences' tables
+ * (0 or -1 with a message). Scheduler thread / no thread only. */
+int px_sched_check(px_sched *s, char *err, size_t errlen);
+/* For tests: drops every cached prefix block. */
+void px_sched_clear_prefix_cache(px_sched *s);
+
+#endif

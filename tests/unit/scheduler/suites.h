@@ -1,0 +1,12 @@
+/* suites.h — the Check suites of the scheduler test binary, one per module. */
+#ifndef PX_TEST_SCHED_SUITES_H
+#define PX_TEST_SCHED_SUITES_H
+
+#include <check.h>
+
+Suite *px_suite_stop(void);
+Suite *px_suite_stats(void);
+Suite *px_suite_blocks(void);
+Suite *px_suite_sched(void);
+
+#endif

@@ -1,0 +1,271 @@
+/* pollux-sched-bench — the scheduler under concurrent load, no HTTP:
+ * aggregate output tok/s and TTFT / inter-token latency percentiles at
+ * several concurrency levels, and the prefix cache's effect on TTFT for
+ * requests sharing a long system prompt.
+ *
+ *   pollux-sched-bench -m FILE [--threads N] [--conc 1,4,16,64]
+ *                      [--prompt 128] [--gen 128] [--prefix 1000] [--prefix-reqs 4]
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/model.h"
+#include "engine/px.h"
+#include "scheduler/request.h"
+#include "scheduler/sched.h"
+
+typedef struct breq {
+    px_request *r;
+    double t_submit, t_first, t_last;
+    int n_tok, done;
+    double *itl; /* (gen) inter-token gaps */
+    int n_itl;
+} breq;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
+
+static void on_event(px_request *r, void *arg) {
+    (void)r;
+    (void)arg;
+    pthread_mutex_lock(&g_lock);
+    pthread_cond_signal(&g_cond);
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void drain(breq *b) {
+    px_event *ev = px_request_take_events(b->r);
+    double now = px_now();
+    for (px_event *e = ev; e; e = e->next) {
+        if (e->type == PX_EVENT_DELTA && e->n_tokens) {
+            if (b->n_tok == 0)
+                b->t_first = now;
+            else
+                b->itl[b->n_itl++] = now - b->t_last;
+            b->t_last = now;
+            b->n_tok++;
+        } else if (e->type == PX_EVENT_DONE) {
+            b->done = 1;
+        }
+    }
+    px_event_free_list(ev);
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double q) {
+    if (n == 0)
+        return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    int i = (int)(q * (n - 1) + 0.5);
+    return v[i];
+}
+
+static void fill_prompt(int32_t *p, int n, uint32_t seed, int32_t n_vocab) {
+    uint32_t s = seed * 2654435761u + 1;
+    for (int i = 0; i < n; i++) {
+        s = s * 1103515245u + 12345u;
+        p[i] = 300 + (int32_t)((s >> 8) % (uint32_t)(n_vocab - 300));
+    }
+}
+
+/* Runs n requests at once (prompt tokens given per request) and waits for
+ * all; fills the per-request timings. Returns wall seconds. */
+static double run_wave(px_sched *s, breq *b, int n, int32_t **prompts, int n_prompt, int gen) {
+    char err[256];
+    double t0 = px_now();
+    for (int i = 0; i < n; i++) {
+        b[i].r = px_request_create();
+        px_request_set_prompt(b[i].r, prompts[i], n_prompt);
+        b[i].r->max_tokens = gen;
+        b[i].r->ignore_eos = 1;
+        b[i].r->sampling.temperature = 0;
+        b[i].r->notify = on_event;
+        b[i].itl = calloc((size_t)gen, sizeof(double));
+        b[i].t_submit = px_now();
+        if (px_sched_submit(s, b[i].r, err, sizeof err) < 0) {
+            fprintf(stderr, "submit: %s\n", err);
+            exit(1);
+        }
+    }
+    for (;;) {
+        int done = 0;
+        for (int i = 0; i < n; i++) {
+            if (!b[i].done)
+                drain(&b[i]);
+            done += b[i].done;
+        }
+        if (done == n)
+            break;
+        pthread_mutex_lock(&g_lock);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 2000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&g_cond, &g_lock, &ts);
+        pthread_mutex_unlock(&g_lock);
+    }
+    return px_now() - t0;
+}
+
+static void free_wave(breq *b, int n) {
+    for (int i = 0; i < n; i++) {
+        px_request_unref(b[i].r);
+        free(b[i].itl);
+    }
+}
+
+static int parse_list(const char *s, int *out, int cap) {
+    int n = 0;
+    while (*s && n < cap) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v <= 0 || v > 1024)
+            return -1;
+        out[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+int main(int argc, char **argv) {
+    const char *path = NULL;
+    int threads = 2, n_prompt = 128, gen = 128, prefix = 1000, prefix_reqs = 4;
+    int conc[16] = {1, 4, 16, 64}, n_conc = 4;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "-m"))
+            path = argv[i + 1];
+        else if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--prompt"))
+            n_prompt = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--gen"))
+            gen = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--prefix"))
+            prefix = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--prefix-reqs"))
+            prefix_reqs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--conc")) {
+            if ((n_conc = parse_list(argv[i + 1], conc, 16)) <= 0) {
+                fprintf(stderr, "bad --conc\n");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!path || n_prompt <= 0 || gen <= 0 || prefix < 0 || prefix_reqs <= 0) {
+        fprintf(stderr, "usage: pollux-sched-bench -m FILE [--threads N] [--conc 1,4,16,64] "
+                        "[--prompt 128] [--gen 128] [--prefix 1000] [--prefix-reqs 4]\n");
+        return 2;
+    }
+    int max_conc = 1;
+    for (int i = 0; i < n_conc; i++)
+        max_conc = PX_MAX(max_conc, conc[i]);
+    px_model_opts mo;
+    px_model_opts_init(&mo);
+    mo.n_threads = threads;
+    mo.n_ctx = PX_MAX(n_prompt + gen, prefix + 64) + 16;
+    mo.max_batch_tokens = 512;
+    mo.max_logit_rows = PX_MAX(64, max_conc);
+    int64_t per_seq = (n_prompt + gen + 15) / 16 + 1;
+    mo.kv_blocks = PX_MAX(per_seq * max_conc, (int64_t)(mo.n_ctx / 16 + 1) * 2);
+    char err[512];
+    px_model *m = px_model_load(path, &mo, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        return 1;
+    }
+    int32_t n_vocab = px_model_config_get(m)->n_vocab;
+    printf("model %s, %d threads, %lld KV blocks, prompts %d tokens, %d output tokens\n",
+           px_model_name(m), threads, (long long)mo.kv_blocks, n_prompt, gen);
+    printf("%5s %10s %10s %10s %10s %10s\n", "conc", "tok/s", "TTFT p50", "TTFT p99", "ITL p50",
+           "ITL p99");
+    for (int ci = 0; ci < n_conc; ci++) {
+        int C = conc[ci];
+        px_sched_opts so;
+        px_sched_opts_init(&so);
+        so.max_running = PX_MAX(64, C);
+        so.prefix_cache = false; /* distinct prompts: measure batching alone */
+        px_sched *s = px_sched_create(m, &so, err, sizeof err);
+        if (!s || px_sched_start(s) < 0) {
+            fprintf(stderr, "scheduler: %s\n", err);
+            return 1;
+        }
+        int32_t **prompts = malloc(sizeof(int32_t *) * (size_t)C);
+        for (int i = 0; i < C; i++) {
+            prompts[i] = malloc(sizeof(int32_t) * (size_t)n_prompt);
+            fill_prompt(prompts[i], n_prompt, (uint32_t)(ci * 1000 + i), n_vocab);
+        }
+        breq *b = calloc((size_t)C, sizeof *b);
+        double wall = run_wave(s, b, C, prompts, n_prompt, gen);
+        double *ttft = malloc(sizeof(double) * (size_t)C);
+        double *itl = malloc(sizeof(double) * (size_t)C * (size_t)gen);
+        int n_itl = 0;
+        long total = 0;
+        for (int i = 0; i < C; i++) {
+            ttft[i] = b[i].t_first - b[i].t_submit;
+            memcpy(itl + n_itl, b[i].itl, sizeof(double) * (size_t)b[i].n_itl);
+            n_itl += b[i].n_itl;
+            total += b[i].n_tok;
+        }
+        printf("%5d %10.1f %9.2fs %9.2fs %8.1fms %8.1fms\n", C, (double)total / wall,
+               pct(ttft, C, 0.5), pct(ttft, C, 0.99), pct(itl, n_itl, 0.5) * 1e3,
+               pct(itl, n_itl, 0.99) * 1e3);
+        fflush(stdout);
+        free_wave(b, C);
+        free(b);
+        free(ttft);
+        free(itl);
+        for (int i = 0; i < C; i++)
+            free(prompts[i]);
+        free(prompts);
+        px_sched_destroy(s);
+    }
+    if (prefix > 0) {
+        /* One request at a time: a shared system prompt plus 16 own tokens. */
+        int n = prefix + 16;
+        int32_t *p = malloc(sizeof(int32_t) * (size_t)n);
+        for (int on = 1; on >= 0; on--) {
+            px_sched_opts so;
+            px_sched_opts_init(&so);
+            so.prefix_cache = on;
+            px_sched *s = px_sched_create(m, &so, err, sizeof err);
+            if (!s || px_sched_start(s) < 0) {
+                fprintf(stderr, "scheduler: %s\n", err);
+                return 1;
+            }
+            double first = 0, sum = 0;
+            for (int k = 0; k <= prefix_reqs; k++) {
+                fill_prompt(p, prefix, 4242, n_vocab);
+                fill_prompt(p + prefix, 16, 7000 + (uint32_t)k, n_vocab);
+                breq b = {0};
+                int32_t *pp = p;
+                run_wave(s, &b, 1, &pp, n, 4);
+                double t = b.t_first - b.t_submit;
+                if (k == 0)
+                    first = t;
+                else
+                    sum += t;
+                free_wave(&b, 1);
+            }
+            printf("prefix cache %s: %d-token shared prompt, first request TTFT %.2fs, "
+                   "next %d requests mean TTFT %.3fs\n",
+                   on ? "on " : "off", prefix, first, prefix_reqs, sum / prefix_reqs);
+            px_sched_destroy(s);
+        }
+        free(p);
+    }
+    px_model_free(m);
+    return 0;
+}
