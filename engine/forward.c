@@ -146,10 +146,13 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
     int rc;
 
     px_rmsnorm(rs->xn, rs->x, L->attn_norm.data, T, c->n_embd, c->rms_eps);
-    if ((rc = px_matmul(m->mm, &L->wq, rs->xn, T, rs->q)) < 0 ||
-        (rc = px_matmul(m->mm, &L->wk, rs->xn, T, rs->k)) < 0 ||
-        (rc = px_matmul(m->mm, &L->wv, rs->xn, T, rs->v)) < 0)
-        return rc;
+    {
+        /* Q, K and V share one quantized input and one pool run. */
+        const px_tensor *w[3] = {&L->wq, &L->wk, &L->wv};
+        float *y[3] = {rs->q, rs->k, rs->v};
+        if ((rc = px_matmul_multi(m->mm, 3, w, rs->xn, T, y)) < 0)
+            return rc;
+    }
     if (gemma) {
         px_rmsnorm(rs->q, rs->q, L->q_norm.data, (int64_t)T * c->n_head, hd, c->rms_eps);
         px_rmsnorm(rs->k, rs->k, L->k_norm.data, (int64_t)T * c->n_head_kv, hd, c->rms_eps);
@@ -170,9 +173,12 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
         rs->x[i] += rs->xn[i];
 
     px_rmsnorm(rs->xn, rs->x, L->ffn_norm.data, T, c->n_embd, c->rms_eps);
-    if ((rc = px_matmul(m->mm, &L->w_gate, rs->xn, T, rs->gate)) < 0 ||
-        (rc = px_matmul(m->mm, &L->w_up, rs->xn, T, rs->up)) < 0)
-        return rc;
+    {
+        const px_tensor *w[2] = {&L->w_gate, &L->w_up};
+        float *y[2] = {rs->gate, rs->up};
+        if ((rc = px_matmul_multi(m->mm, 2, w, rs->xn, T, y)) < 0)
+            return rc;
+    }
     if (gemma)
         px_geglu(rs->gate, rs->up, (int64_t)T * c->n_ff);
     else

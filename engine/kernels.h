@@ -6,7 +6,9 @@
  * px_block_q8_K blocks of 256 for Q4_K/Q5_K/Q6_K; F32/F16/BF16 weights take
  * float activations. The AVX-512 set also has "gemm16" kernels for batches:
  * 16 tokens sit in the 16 lanes of a zmm (activations transposed by
- * quantize_q8t), so each weight byte is loaded once per 16 tokens.
+ * quantize_q8t), so each weight byte is loaded once per 16 tokens; and
+ * "gemm4" for small batches: lanes hold 4 tokens x 4 weight groups, so no
+ * lane idles at 4 or 8 tokens.
  * Owns: nothing. Any thread (pure functions over caller memory). */
 #ifndef PX_KERNELS_H
 #define PX_KERNELS_H
@@ -27,14 +29,31 @@ typedef struct px_block_q8a {
 _Static_assert(sizeof(px_block_q8a) == 40, "q8a block");
 
 /* Transposed activations for gemm16, one group of 16 tokens, per block of 32
- * elements: qu[k][t][4] = q[t][4k..4k+3] + 128 (unsigned), d[t] the scale,
- * ds[t] = d * sum(q) of token t. Tokens past n_tok in a group are zero. */
+ * elements: qs[k][t][4] = q[t][4k..4k+3] (signed; the weights take the
+ * unsigned slot of vpdpbusd, so their offsets come off as off * sa / sb);
+ * sa[t], sb[t] the sums of q[t][0..15] and q[t][16..31]; d[t] the scale,
+ * ds[t] = d * (sa + sb). Tokens past n_tok in a group are zero. */
 typedef struct px_block_q8t {
-    uint8_t qu[8][16][4];
+    int8_t qs[8][16][4];
+    int32_t sa[16], sb[16];
     float d[16];
     float ds[16];
 } px_block_q8t;
-_Static_assert(sizeof(px_block_q8t) == 640, "q8t block");
+_Static_assert(sizeof(px_block_q8t) == 768, "q8t block");
+
+/* Activations for gemm4, one group of 4 tokens, per block of 32 elements:
+ * two zmm images, lane 4k + t of image z holding q[t][16z + 4k .. +3], so
+ * a zmm of weight groups [w_k x 4 tokens] meets all 4 tokens at once. ca /
+ * cb are each lane's sums of q in image 0 / 1; d[4k + t] = d of token t;
+ * ds[t] = d * sum(q) of token t in lanes 0..3 only (the kernel sums lanes
+ * over k at the end). Tokens past n_tok are zero. */
+typedef struct px_block_q8t4 {
+    int8_t qs[2][16][4];
+    int32_t ca[16], cb[16];
+    float d[16];
+    float ds[16];
+} px_block_q8t4;
+_Static_assert(sizeof(px_block_q8t4) == 384, "q8t4 block");
 
 /* Row dots compute up to this many activation rows per weight row. */
 #define PX_NRC_MAX 4
@@ -44,17 +63,23 @@ _Static_assert(sizeof(px_block_q8t) == 640, "q8t block");
 typedef void (*px_vec_dot_fn)(int64_t n, const void *w, const void *x, size_t x_stride, int nrc,
                               float *out);
 /* y[t * y_stride + r] = dot(weight row r, token t) for r < n_rows and t <
- * n_tok (<= 16); weight rows are w_stride bytes apart; xt is one group of
- * n / 32 px_block_q8t. */
+ * n_tok (any count); weight rows are w_stride bytes apart; xt holds
+ * (n_tok + 15) / 16 groups of n / 32 px_block_q8t, one group after another. */
 typedef void (*px_gemm16_fn)(int64_t n, const void *w, size_t w_stride, int n_rows,
                              const px_block_q8t *xt, int n_tok, float *y, size_t y_stride);
 /* Dequantizes a row of n elements to float. */
 typedef void (*px_to_f32_fn)(const void *w, float *y, int64_t n);
 
+/* As px_gemm16_fn for gemm4: xt holds (n_tok + 3) / 4 groups of n / 32
+ * px_block_q8t4, one group after another. */
+typedef void (*px_gemm4_fn)(int64_t n, const void *w, size_t w_stride, int n_rows,
+                            const px_block_q8t4 *xt, int n_tok, float *y, size_t y_stride);
+
 typedef struct px_kernels {
     const char *name;                      /* "portable", "avx2", "avx512-vnni" */
     px_vec_dot_fn vec_dot[PX_DTYPE_COUNT]; /* NULL for dtypes without kernels */
     px_gemm16_fn gemm16[PX_DTYPE_COUNT];   /* NULL when the set has none */
+    px_gemm4_fn gemm4[PX_DTYPE_COUNT];     /* NULL when the set has none */
     px_to_f32_fn to_f32[PX_DTYPE_COUNT];
     /* x (n floats, n % 32 == 0) -> n / 32 blocks. */
     void (*quantize_q8a)(const float *x, px_block_q8a *y, int64_t n);
@@ -62,6 +87,8 @@ typedef struct px_kernels {
     void (*quantize_q8k)(const float *x, px_block_q8_K *y, int64_t n);
     /* n_tok (<= 16) rows of n floats, x_stride floats apart -> n / 32 blocks. */
     void (*quantize_q8t)(const float *x, size_t x_stride, int n_tok, int64_t n, px_block_q8t *y);
+    /* n_tok (<= 4) rows of n floats, x_stride floats apart -> n / 32 blocks. */
+    void (*quantize_q8t4)(const float *x, size_t x_stride, int n_tok, int64_t n, px_block_q8t4 *y);
     float (*dot_f16_f32)(int64_t n, const px_f16 *a, const float *b);
     void (*axpy_f16_f32)(int64_t n, float alpha, const px_f16 *x, float *y);
     void (*f32_to_f16_row)(int64_t n, const float *x, px_f16 *y);
@@ -79,6 +106,7 @@ typedef enum px_matmul_path {
     PX_MATMUL_AUTO = 0,
     PX_MATMUL_ROWS,   /* row dots, PX_NRC_MAX tokens per weight row pass */
     PX_MATMUL_GEMM16, /* int8 VNNI, 16 tokens per zmm */
+    PX_MATMUL_GEMM4,  /* int8 VNNI, 4 tokens x 4 weight groups per zmm */
     PX_MATMUL_BLAS,   /* sgemm on dequantized weight tiles */
 } px_matmul_path;
 void px__matmul_force_path(px_matmul_path path);

@@ -46,17 +46,40 @@ static void quantize_q8k(const float *x, px_block_q8_K *y, int64_t n) {
 static void quantize_q8t(const float *x, size_t x_stride, int n_tok, int64_t n, px_block_q8t *y) {
     int64_t nb = n / 32;
     memset(y, 0, (size_t)nb * sizeof(*y));
-    for (int64_t b = 0; b < nb; b++)
-        for (int k = 0; k < 8; k++)
-            for (int t = 0; t < 16; t++)
-                memset(y[b].qu[k][t], 128, 4);
     for (int t = 0; t < n_tok; t++) {
         for (int64_t b = 0; b < nb; b++) {
             px_block_q8a a;
             quantize_q8a(x + t * x_stride + b * 32, &a, 32);
-            for (int j = 0; j < 32; j++)
-                y[b].qu[j / 4][t][j % 4] = (uint8_t)(a.qs[j] + 128);
+            int32_t sa = 0;
+            for (int j = 0; j < 32; j++) {
+                y[b].qs[j / 4][t][j % 4] = a.qs[j];
+                sa += j < 16 ? a.qs[j] : 0;
+            }
+            y[b].sa[t] = sa;
+            y[b].sb[t] = a.sum - sa;
             y[b].d[t] = a.d;
+            y[b].ds[t] = a.d * (float)a.sum;
+        }
+    }
+}
+
+static void quantize_q8t4(const float *x, size_t x_stride, int n_tok, int64_t n, px_block_q8t4 *y) {
+    int64_t nb = n / 32;
+    memset(y, 0, (size_t)nb * sizeof(*y));
+    for (int t = 0; t < n_tok; t++) {
+        for (int64_t b = 0; b < nb; b++) {
+            px_block_q8a a;
+            quantize_q8a(x + t * x_stride + b * 32, &a, 32);
+            for (int j = 0; j < 32; j++) {
+                int z = j / 16, l = 4 * ((j % 16) / 4) + t;
+                y[b].qs[z][l][j % 4] = a.qs[j];
+                if (z == 0)
+                    y[b].ca[l] += a.qs[j];
+                else
+                    y[b].cb[l] += a.qs[j];
+            }
+            for (int k = 0; k < 4; k++)
+                y[b].d[4 * k + t] = a.d;
             y[b].ds[t] = a.d * (float)a.sum;
         }
     }
@@ -402,6 +425,7 @@ const px_kernels px__kernels_ref = {
     .quantize_q8a = quantize_q8a,
     .quantize_q8k = quantize_q8k,
     .quantize_q8t = quantize_q8t,
+    .quantize_q8t4 = quantize_q8t4,
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16_f32 = axpy_f16_f32,
     .f32_to_f16_row = f32_to_f16_row,

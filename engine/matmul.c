@@ -1,29 +1,35 @@
-/* matmul.c — y = x · Wᵀ on the pool: picks a path by n_tok and dtype and
- * splits output rows across workers.
+/* matmul.c — y = x · Wᵀ on the pool: picks a path per weight by n_tok and
+ * dtype and spreads the output rows of one or more weights (px_matmul_multi)
+ * over the workers.
  *
  * Paths (kernels.h): ROWS quantizes x once and dots each weight row with up
- * to PX_NRC_MAX activation rows while the row is in L1; GEMM16 (AVX-512 VNNI)
- * takes 16 tokens per zmm; BLAS dequantizes a tile of weight rows per worker
- * and calls single-threaded sgemm on it. Workers take chunks of rows from an
- * atomic counter, so a worker slowed by another process does not hold up the
- * job; inside a chunk every token group runs while the chunk's weights are
- * in cache.
+ * to PX_NRC_MAX activation rows while the row is in L1; GEMM4 (AVX-512 VNNI)
+ * puts 4 tokens x 4 weight groups in a zmm; GEMM16 puts 16 tokens in a zmm
+ * and decodes each weight once per call (prefill too); BLAS dequantizes a
+ * tile of weight rows per worker and calls single-threaded sgemm on it.
+ * Workers take chunks of rows from one atomic counter over all the call's
+ * weights, so a worker slowed by another process does not hold up the job.
  *
- * Switch points, measured with pollux-kbench -d (2-core EPYC Zen 4, 2
- * threads, machine shared, stream read 31 GB/s in the same run).
- * Prefill GFLOPS, gemm16 / blas, at n_tok 64, 128, 512:
- *   Q8_0 1152x6912  169/79   169/86   157/89    6912x1152 172/77  323/155 358/143
- *   Q4_0 1152x6912  316/141  306/152  298/166   6912x1152 310/150 311/155 326/139
- *   Q5_0 1152x6912  270/138  277/152  284/167   6912x1152 254/142 283/161 298/152
- *   Q4_K 6912x1152  257/163  286/173  303/157
- *   Q5_K 6912x1152  272/165  281/173  221/122
- *   Q6_K 6912x1152  304/148  255/161  306/162
- *   F16  1152x6912  rows 77 / blas 152 @64; F32 rows 67 / blas 152 @64
- * so with VNNI the int8 path wins at every n_tok for quantized weights, and
- * float weights go to sgemm from 16 tokens. Decode, us per call on 6912x1152
- * (rows / gemm16): Q8_0 @4 440/768, @8 897/835, @16 1861/1019; Q4_K @4
- * 437/1152, @8 1836/1748: gemm16 from 8 tokens. The switch for sets without
- * gemm16 (AVX2, portable) is not measured here: 32 is a guess.
+ * Switch points, measured with pollux-kbench -t 1 -x (CPU time of one
+ * thread, so that other processes on the shared 2-core EPYC Zen 4 do not
+ * count; us per call, 6912x1152 unless noted):
+ *   AVX-512 VNNI   rows / gemm4 / gemm16
+ *     Q8_0  @2 383/728/-  @3 594/738/-  @4 781/684/-  @6 1218/1124/1185
+ *           @8 1918/1344/1183
+ *     Q4_0  @4 779/732/-  (Q5_0 1152x6912 @4 765/699/-)
+ *     Q4_K  @4 478/880/-  @8 1066/-/1410  @12 1485/-/1439
+ *     Q6_K  @4 701/1212/- @8 1004/-/1559  @12 1560/-/1410
+ *   so _0 types: gemm4 from 4, gemm16 from 8; K types (whose row dots are
+ *   cheap per token): rows up to 11, gemm16 from 12. BLAS never wins with
+ *   VNNI for quantized weights (gemm16 > 150 GFLOPS vs sgemm <= 90 at
+ *   n_tok 64..512 in pollux-kbench's table); float weights go to sgemm from
+ *   16 tokens (rows 67-77 GFLOPS vs sgemm 150 at 64).
+ *   AVX2 (no batch kernels), rows / blas: Q8_0 1152x6912 @16 3791/5082
+ *     @32 7235/7879 @48 11091/10547; Q5_0 @24 6471/6096; Q4_K @32
+ *     11999/13923 @48 18186/16684; Q6_K @48 13785/17088: BLAS from 32 for
+ *     _0 types, 48 for K types.
+ *   portable, rows / blas: Q8_0 @1 2351/10426 @2 4858/4509; Q4_K @1
+ *     12948/18443 @2 19844/8473: BLAS from 2 tokens.
  */
 #include "matmul.h"
 
@@ -39,50 +45,68 @@
 #include "px.h"
 
 enum {
-    BLAS_TILE_ROWS = 64,     /* rows dequantized per sgemm call */
-    ROW_CHUNK_BYTES = 32768, /* weight bytes per chunk on the ROWS path */
-    G16_CHUNK_BYTES = 65536, /* ... on the GEMM16 path (re-read per group) */
+    BLAS_TILE_ROWS = 64,      /* rows dequantized per sgemm call */
+    ROW_CHUNK_BYTES = 65536,  /* weight bytes per chunk on the ROWS path */
+    G16_CHUNK_BYTES = 262144, /* ... on the GEMM16 path (decoded once per call) */
+    GEMM4_MAX_TOK = 16,       /* GEMM4 is for small batches: its buffer stops here */
 };
 
-/* n_tok from which each path takes over, per weight dtype. ROWS below
- * gemm16_from, GEMM16 (if the kernel set has it) below blas_from, BLAS from
- * there on. Without gemm16 the ROWS path runs up to blas_from_nog16. */
+/* n_tok from which each path takes over, per weight dtype: with batch
+ * kernels (AVX-512 VNNI) ROWS, then GEMM4 from gemm4_from, GEMM16 from
+ * gemm16_from, BLAS from blas_from; without them ROWS, then BLAS from
+ * blas_from_avx2 or blas_from_portable. */
 typedef struct switch_point {
+    int gemm4_from;
     int gemm16_from;
     int blas_from;
-    int blas_from_nog16; /* kernel sets without gemm16 (AVX2, portable) */
+    int blas_from_avx2;
+    int blas_from_portable;
 } switch_point;
 
 static switch_point switch_points(px_dtype t) {
+    enum { NEVER = 1 << 30 };
     switch (t) {
-    case PX_DTYPE_Q4_0: return (switch_point){8, 1 << 30, 32};
-    case PX_DTYPE_Q5_0: return (switch_point){8, 1 << 30, 32};
-    case PX_DTYPE_Q8_0: return (switch_point){8, 1 << 30, 32};
-    case PX_DTYPE_Q4_K: return (switch_point){8, 1 << 30, 32};
-    case PX_DTYPE_Q5_K: return (switch_point){8, 1 << 30, 32};
-    case PX_DTYPE_Q6_K: return (switch_point){8, 1 << 30, 32};
-    default: /* float weights: no int8 path */ return (switch_point){1 << 30, 16, 16};
+    case PX_DTYPE_Q4_0:
+    case PX_DTYPE_Q5_0:
+    case PX_DTYPE_Q8_0: return (switch_point){4, 8, NEVER, 32, 2};
+    case PX_DTYPE_Q4_K:
+    case PX_DTYPE_Q5_K:
+    case PX_DTYPE_Q6_K: return (switch_point){NEVER, 12, NEVER, 48, 2};
+    default: /* float weights: no int8 path */ return (switch_point){NEVER, NEVER, 16, 16, 16};
     }
 }
+
+/* One weight of a (multi) call: its rows are cut into n_chunks chunks of
+ * chunk_rows, numbered from chunk0 in the call's shared chunk counter. */
+typedef struct mm_job {
+    const px_tensor *w;
+    float *y; /* (n_tok, n_out) */
+    int64_t n_out;
+    px_matmul_path path;
+    int64_t chunk_rows, chunk0, n_chunks;
+} mm_job;
 
 struct px_matmul_ctx {
     px_pool *pool;
     int nth;
     int max_tok;
     int64_t max_in;
-    void *act; /* quantized activations (any format), act_bytes */
-    size_t act_bytes;
-    float *tiles; /* nth tiles of (BLAS_TILE_ROWS, max_in) floats */
-    /* The current job (written by the caller before px_pool_run). */
+    /* quantized activations, one buffer per format (a call may need all) */
+    px_block_q8a *act_a;   /* (max_tok, max_in / 32) */
+    px_block_q8_K *act_k;  /* (max_tok, max_in / 256) */
+    px_block_q8t *act_t;   /* (max_tok / 16 groups, max_in / 32) */
+    px_block_q8t4 *act_t4; /* (GEMM4_MAX_TOK / 4 groups, max_in / 32) */
+    float *tiles;          /* nth tiles of (BLAS_TILE_ROWS, max_in) floats */
+    /* The current call (written by the caller before px_pool_run). */
     const px_kernels *ks;
-    const px_tensor *w;
     const float *x; /* (n_tok, n_in) */
-    float *y;       /* (n_tok, n_out) */
     int n_tok;
-    int64_t n_in, n_out;
-    size_t act_stride; /* bytes between quantized activation rows */
-    int64_t chunk_rows;
-    atomic_llong next_row;
+    int64_t n_in;
+    bool need_a, need_k, need_t, need_t4; /* activation formats this call uses */
+    mm_job jobs[PX_MATMUL_MULTI_MAX];
+    int n_jobs;
+    int64_t n_chunks; /* over all jobs */
+    atomic_llong next_chunk;
 };
 
 /* ---- kernel set selection ------------------------------------------------ */
@@ -143,12 +167,8 @@ void px__matmul_force_path(px_matmul_path path) {
 
 /* ---- context ------------------------------------------------------------- */
 
-static size_t act_bytes_for(int max_tok, int64_t max_in) {
-    size_t nt = (size_t)max_tok, nb32 = (size_t)(max_in / 32);
-    size_t q8a = nt * nb32 * sizeof(px_block_q8a);
-    size_t q8k = nt * (size_t)(max_in / 256) * sizeof(px_block_q8_K);
-    size_t q8t = (nt + 15) / 16 * nb32 * sizeof(px_block_q8t);
-    return PX_MAX(PX_MAX(q8a, q8k), q8t);
+static void *alloc64(size_t bytes) {
+    return aligned_alloc(64, (PX_MAX(bytes, 1) + 63) / 64 * 64);
 }
 
 px_matmul_ctx *px_matmul_ctx_create(px_pool *pool, int max_tok, int64_t max_in) {
@@ -160,189 +180,232 @@ px_matmul_ctx *px_matmul_ctx_create(px_pool *pool, int max_tok, int64_t max_in) 
     c->nth = px_pool_size(pool);
     c->max_tok = max_tok;
     c->max_in = max_in;
-    c->act_bytes = act_bytes_for(max_tok, max_in);
+    size_t nt = (size_t)max_tok, nb32 = (size_t)(max_in / 32);
     /* 64-byte aligned: gemm16 loads whole q8t rows as zmm. */
-    size_t tile_bytes = (size_t)c->nth * BLAS_TILE_ROWS * (size_t)max_in * sizeof(float);
-    c->act = c->act_bytes ? aligned_alloc(64, (c->act_bytes + 63) / 64 * 64) : NULL;
-    c->tiles = aligned_alloc(64, (tile_bytes + 63) / 64 * 64);
-    if ((c->act_bytes && !c->act) || !c->tiles) {
+    c->act_a = alloc64(nt * nb32 * sizeof(px_block_q8a));
+    c->act_k = alloc64(nt * (size_t)(max_in / 256) * sizeof(px_block_q8_K));
+    c->act_t = alloc64((nt + 15) / 16 * nb32 * sizeof(px_block_q8t));
+    c->act_t4 =
+        alloc64((size_t)(PX_MIN(max_tok, GEMM4_MAX_TOK) + 3) / 4 * nb32 * sizeof(px_block_q8t4));
+    c->tiles = alloc64((size_t)c->nth * BLAS_TILE_ROWS * (size_t)max_in * sizeof(float));
+    if (!c->act_a || !c->act_k || !c->act_t || !c->act_t4 || !c->tiles) {
         px_matmul_ctx_destroy(c);
         return NULL;
     }
-    atomic_init(&c->next_row, 0);
+    atomic_init(&c->next_chunk, 0);
     return c;
 }
 
 void px_matmul_ctx_destroy(px_matmul_ctx *ctx) {
     if (!ctx) return;
-    free(ctx->act);
+    free(ctx->act_a);
+    free(ctx->act_k);
+    free(ctx->act_t);
+    free(ctx->act_t4);
     free(ctx->tiles);
     free(ctx);
 }
 
 /* ---- jobs ---------------------------------------------------------------- */
 
-static const char *wrow(const px_matmul_ctx *c, int64_t r) {
-    return (const char *)c->w->data + (size_t)r * c->w->row_bytes;
+static const char *wrow(const px_tensor *w, int64_t r) {
+    return (const char *)w->data + (size_t)r * w->row_bytes;
 }
 
-/* Takes the next chunk of rows; false when none is left. */
-static bool next_chunk(px_matmul_ctx *c, int64_t *r0, int64_t *r1) {
-    int64_t r = atomic_fetch_add_explicit(&c->next_row, c->chunk_rows, memory_order_relaxed);
-    if (r >= c->n_out) return false;
-    *r0 = r;
-    *r1 = PX_MIN(r + c->chunk_rows, c->n_out);
-    return true;
-}
-
-static void job_rows(void *arg, int ith, int nth) {
-    (void)ith, (void)nth;
-    px_matmul_ctx *c = arg;
-    px_vec_dot_fn dot = c->ks->vec_dot[c->w->type];
-    const bool flt = px__act_type(c->w->type) == PX_DTYPE_F32;
-    const void *act = flt ? (const void *)c->x : c->act;
-    int64_t r0, r1;
+/* Rows [r0, r1) of job j, PX_NRC_MAX tokens per pass over each row. */
+static void chunk_rows(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64_t r1) {
+    px_vec_dot_fn dot = c->ks->vec_dot[j->w->type];
+    int act = px__act_type(j->w->type);
+    const void *xa;
+    size_t stride;
+    if (act == PX_DTYPE_F32) {
+        xa = c->x;
+        stride = (size_t)c->n_in * sizeof(float);
+    } else if (act == PX_DTYPE_Q8_K) {
+        xa = c->act_k;
+        stride = (size_t)(c->n_in / 256) * sizeof(px_block_q8_K);
+    } else {
+        xa = c->act_a;
+        stride = (size_t)(c->n_in / 32) * sizeof(px_block_q8a);
+    }
     float out[PX_NRC_MAX];
-    while (next_chunk(c, &r0, &r1)) {
-        for (int t = 0; t < c->n_tok; t += PX_NRC_MAX) {
-            int nrc = PX_MIN(PX_NRC_MAX, c->n_tok - t);
-            const void *xa = (const char *)act + (size_t)t * c->act_stride;
-            for (int64_t r = r0; r < r1; r++) {
-                dot(c->n_in, wrow(c, r), xa, c->act_stride, nrc, out);
-                for (int i = 0; i < nrc; i++)
-                    c->y[(size_t)(t + i) * (size_t)c->n_out + (size_t)r] = out[i];
-            }
+    for (int t = 0; t < c->n_tok; t += PX_NRC_MAX) {
+        int nrc = PX_MIN(PX_NRC_MAX, c->n_tok - t);
+        const void *xt = (const char *)xa + (size_t)t * stride;
+        for (int64_t r = r0; r < r1; r++) {
+            dot(c->n_in, wrow(j->w, r), xt, stride, nrc, out);
+            for (int i = 0; i < nrc; i++)
+                j->y[(size_t)(t + i) * (size_t)j->n_out + (size_t)r] = out[i];
         }
     }
 }
 
-static void job_gemm16(void *arg, int ith, int nth) {
-    (void)ith, (void)nth;
-    px_matmul_ctx *c = arg;
-    px_gemm16_fn g = c->ks->gemm16[c->w->type];
-    const px_block_q8t *xt = c->act;
-    int64_t nb = c->n_in / 32, r0, r1;
-    while (next_chunk(c, &r0, &r1)) {
-        for (int t = 0; t < c->n_tok; t += 16) {
-            g(c->n_in, wrow(c, r0), c->w->row_bytes, (int)(r1 - r0), xt + (t / 16) * nb,
-              PX_MIN(16, c->n_tok - t), c->y + (size_t)t * (size_t)c->n_out + (size_t)r0,
-              (size_t)c->n_out);
-        }
-    }
+/* All tokens at once: the kernel decodes each weight once per chunk. */
+static void chunk_gemm16(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64_t r1) {
+    c->ks->gemm16[j->w->type](c->n_in, wrow(j->w, r0), j->w->row_bytes, (int)(r1 - r0), c->act_t,
+                              c->n_tok, j->y + (size_t)r0, (size_t)j->n_out);
 }
 
-static void job_blas(void *arg, int ith, int nth) {
+static void chunk_gemm4(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64_t r1) {
+    c->ks->gemm4[j->w->type](c->n_in, wrow(j->w, r0), j->w->row_bytes, (int)(r1 - r0), c->act_t4,
+                             c->n_tok, j->y + (size_t)r0, (size_t)j->n_out);
+}
+
+static void chunk_blas(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64_t r1, int ith) {
+    const float *b = c->tiles + (size_t)ith * BLAS_TILE_ROWS * (size_t)c->max_in;
+    if (j->w->type == PX_DTYPE_F32) {
+        b = (const float *)wrow(j->w, r0);
+    } else {
+        px_to_f32_fn to_f32 = c->ks->to_f32[j->w->type];
+        float *tile = (float *)b;
+        for (int64_t r = r0; r < r1; r++)
+            to_f32(wrow(j->w, r), tile + (size_t)(r - r0) * (size_t)c->n_in, c->n_in);
+    }
+    /* y[:, r0:r1] (n_tok, r1-r0) = x (n_tok, n_in) · tileᵀ */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->n_tok, (int)(r1 - r0), (int)c->n_in,
+                1.0f, c->x, (int)c->n_in, b, (int)c->n_in, 0.0f, j->y + r0, (int)j->n_out);
+}
+
+/* Workers take chunks from one counter over all jobs, so a worker slowed by
+ * another process does not hold up the call. */
+static void job_matmul(void *arg, int ith, int nth) {
     (void)nth;
     px_matmul_ctx *c = arg;
-    px_to_f32_fn to_f32 = c->ks->to_f32[c->w->type];
-    float *tile = c->tiles + (size_t)ith * BLAS_TILE_ROWS * (size_t)c->max_in;
-    int64_t r0, r1;
-    while (next_chunk(c, &r0, &r1)) {
-        const float *b = tile;
-        if (c->w->type == PX_DTYPE_F32) {
-            b = (const float *)wrow(c, r0);
-        } else {
-            for (int64_t r = r0; r < r1; r++)
-                to_f32(wrow(c, r), tile + (size_t)(r - r0) * (size_t)c->n_in, c->n_in);
-        }
-        /* y[:, r0:r1] (n_tok, r1-r0) = x (n_tok, n_in) · tileᵀ */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->n_tok, (int)(r1 - r0), (int)c->n_in,
-                    1.0f, c->x, (int)c->n_in, b, (int)c->n_in, 0.0f, c->y + r0, (int)c->n_out);
+    int ji = 0;
+    for (;;) {
+        int64_t k = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed);
+        if (k >= c->n_chunks) return;
+        while (k >= c->jobs[ji].chunk0 + c->jobs[ji].n_chunks)
+            ji++; /* chunks are taken in increasing order */
+        const mm_job *j = &c->jobs[ji];
+        int64_t r0 = (k - j->chunk0) * j->chunk_rows, r1 = PX_MIN(r0 + j->chunk_rows, j->n_out);
+        if (j->path == PX_MATMUL_BLAS)
+            chunk_blas(c, j, r0, r1, ith);
+        else if (j->path == PX_MATMUL_GEMM16)
+            chunk_gemm16(c, j, r0, r1);
+        else if (j->path == PX_MATMUL_GEMM4)
+            chunk_gemm4(c, j, r0, r1);
+        else
+            chunk_rows(c, j, r0, r1);
     }
 }
 
-/* Quantizes token rows [t0, t1) for the ROWS path, or groups for GEMM16. */
+/* Quantizes x to every activation format the call needs: items are token
+ * rows for q8a and q8_K, groups of 16 tokens for q8t. */
 static void job_quant(void *arg, int ith, int nth) {
     px_matmul_ctx *c = arg;
     const px_kernels *ks = c->ks;
-    if (c->act_stride == 0) { /* q8t: groups of 16 tokens */
-        int ng = (c->n_tok + 15) / 16;
-        int64_t nb = c->n_in / 32;
-        for (int g = ith; g < ng; g += nth)
+    int n_a = c->need_a ? c->n_tok : 0, n_k = c->need_k ? c->n_tok : 0;
+    int n_g = c->need_t ? (c->n_tok + 15) / 16 : 0;
+    int n_g4 = c->need_t4 ? (c->n_tok + 3) / 4 : 0;
+    int64_t nb32 = c->n_in / 32, nb256 = c->n_in / 256;
+    for (int i = ith; i < n_a + n_k + n_g + n_g4; i += nth) {
+        if (i < n_a) {
+            ks->quantize_q8a(c->x + (size_t)i * (size_t)c->n_in,
+                             c->act_a + (size_t)i * (size_t)nb32, c->n_in);
+        } else if (i < n_a + n_k) {
+            int t = i - n_a;
+            ks->quantize_q8k(c->x + (size_t)t * (size_t)c->n_in,
+                             c->act_k + (size_t)t * (size_t)nb256, c->n_in);
+        } else if (i >= n_a + n_k + n_g) {
+            int g = i - n_a - n_k - n_g;
+            ks->quantize_q8t4(c->x + (size_t)g * 4 * (size_t)c->n_in, (size_t)c->n_in,
+                              PX_MIN(4, c->n_tok - 4 * g), c->n_in,
+                              c->act_t4 + (size_t)g * (size_t)nb32);
+        } else {
+            int g = i - n_a - n_k;
             ks->quantize_q8t(c->x + (size_t)g * 16 * (size_t)c->n_in, (size_t)c->n_in,
                              PX_MIN(16, c->n_tok - 16 * g), c->n_in,
-                             (px_block_q8t *)c->act + (size_t)g * (size_t)nb);
-        return;
-    }
-    for (int t = ith; t < c->n_tok; t += nth) {
-        const float *x = c->x + (size_t)t * (size_t)c->n_in;
-        void *dst = (char *)c->act + (size_t)t * c->act_stride;
-        if (px__act_type(c->w->type) == PX_DTYPE_Q8_K)
-            ks->quantize_q8k(x, dst, c->n_in);
-        else
-            ks->quantize_q8a(x, dst, c->n_in);
+                             c->act_t + (size_t)g * (size_t)nb32);
+        }
     }
 }
 
 static px_matmul_path choose_path(const px_kernels *ks, px_dtype t, int n_tok) {
-    bool g16 = ks->gemm16[t] != NULL;
+    bool g16 = ks->gemm16[t] != NULL, g4 = ks->gemm4[t] != NULL && n_tok <= GEMM4_MAX_TOK;
     if (forced_path != PX_MATMUL_AUTO) {
-        if (forced_path == PX_MATMUL_GEMM16 && !g16) return PX_MATMUL_ROWS;
+        if ((forced_path == PX_MATMUL_GEMM16 && !g16) || (forced_path == PX_MATMUL_GEMM4 && !g4))
+            return PX_MATMUL_ROWS;
         return forced_path;
     }
     switch_point sp = switch_points(t);
-    if (!g16) return n_tok >= sp.blas_from_nog16 ? PX_MATMUL_BLAS : PX_MATMUL_ROWS;
+    if (!g16) {
+        int from = ks == &px__kernels_ref ? sp.blas_from_portable : sp.blas_from_avx2;
+        return n_tok >= from ? PX_MATMUL_BLAS : PX_MATMUL_ROWS;
+    }
     if (n_tok >= sp.blas_from) return PX_MATMUL_BLAS;
-    return n_tok >= sp.gemm16_from ? PX_MATMUL_GEMM16 : PX_MATMUL_ROWS;
+    if (n_tok >= sp.gemm16_from) return PX_MATMUL_GEMM16;
+    return g4 && n_tok >= sp.gemm4_from ? PX_MATMUL_GEMM4 : PX_MATMUL_ROWS;
 }
 
-static int64_t chunk_rows_for(const px_matmul_ctx *c, int64_t bytes, int64_t align) {
-    int64_t rows = bytes / (int64_t)c->w->row_bytes;
+static int64_t chunk_rows_for(const px_matmul_ctx *c, const mm_job *j, int64_t bytes,
+                              int64_t align) {
+    int64_t rows = bytes / (int64_t)j->w->row_bytes;
     /* at least 4 chunks per worker so a slow worker can be helped */
-    int64_t bal = (c->n_out + 4 * c->nth - 1) / (4 * c->nth);
+    int64_t bal = (j->n_out + 4 * c->nth - 1) / (4 * c->nth);
     rows = PX_MIN(rows, bal);
     rows = (rows + align - 1) / align * align;
     return PX_MAX(rows, align);
 }
 
-int px_matmul(px_matmul_ctx *ctx, const px_tensor *w, const float *x, int n_tok, float *y) {
+int px_matmul_multi(px_matmul_ctx *ctx, int n, const px_tensor *const *w, const float *x, int n_tok,
+                    float *const *y) {
     const px_kernels *ks = px__kernels_get();
-    int64_t n_in = w->ne[0], n_out = w->ne[1] * PX_MAX(w->ne[2], 1) * PX_MAX(w->ne[3], 1);
-    int act = px__act_type(w->type);
-    if (act < 0 || !ks->vec_dot[w->type]) return PX_ENOTSUP;
-    if (n_tok <= 0 || n_tok > ctx->max_tok || n_in <= 0 || n_in > ctx->max_in || n_out <= 0)
-        return PX_EINVAL;
-    if (px_dtype_row_size(w->type, n_in) == 0 || w->row_bytes != px_dtype_row_size(w->type, n_in))
-        return PX_EINVAL;
-
+    if (n <= 0 || n > PX_MATMUL_MULTI_MAX) return PX_EINVAL;
+    int64_t n_in = w[0]->ne[0];
+    if (n_tok <= 0 || n_tok > ctx->max_tok || n_in <= 0 || n_in > ctx->max_in) return PX_EINVAL;
     ctx->ks = ks;
-    ctx->w = w;
     ctx->x = x;
-    ctx->y = y;
     ctx->n_tok = n_tok;
     ctx->n_in = n_in;
-    ctx->n_out = n_out;
-    px_matmul_path path = choose_path(ks, w->type, n_tok);
-    px_pool_fn job;
-    if (path == PX_MATMUL_BLAS) {
-        ctx->chunk_rows = chunk_rows_for(ctx, (int64_t)w->row_bytes * BLAS_TILE_ROWS, 16);
-        ctx->chunk_rows = PX_MIN(ctx->chunk_rows, BLAS_TILE_ROWS);
-        job = job_blas;
-    } else if (path == PX_MATMUL_GEMM16) {
-        ctx->act_stride = 0;
-        if (n_tok > 16)
+    ctx->need_a = ctx->need_k = ctx->need_t = ctx->need_t4 = false;
+    ctx->n_chunks = 0;
+    for (int i = 0; i < n; i++) {
+        const px_tensor *wi = w[i];
+        int act = px__act_type(wi->type);
+        if (act < 0 || !ks->vec_dot[wi->type]) return PX_ENOTSUP;
+        int64_t n_out = wi->ne[1] * PX_MAX(wi->ne[2], 1) * PX_MAX(wi->ne[3], 1);
+        if (wi->ne[0] != n_in || n_out <= 0 || px_dtype_row_size(wi->type, n_in) == 0 ||
+            wi->row_bytes != px_dtype_row_size(wi->type, n_in))
+            return PX_EINVAL;
+        mm_job *j = &ctx->jobs[i];
+        j->w = wi;
+        j->y = y[i];
+        j->n_out = n_out;
+        j->path = choose_path(ks, wi->type, n_tok);
+        if (j->path == PX_MATMUL_BLAS) {
+            j->chunk_rows = chunk_rows_for(ctx, j, (int64_t)wi->row_bytes * BLAS_TILE_ROWS, 16);
+            j->chunk_rows = PX_MIN(j->chunk_rows, BLAS_TILE_ROWS);
+        } else if (j->path == PX_MATMUL_GEMM16) {
+            ctx->need_t = true;
+            j->chunk_rows = chunk_rows_for(ctx, j, G16_CHUNK_BYTES, 2);
+        } else if (j->path == PX_MATMUL_GEMM4) {
+            ctx->need_t4 = true;
+            j->chunk_rows = chunk_rows_for(ctx, j, ROW_CHUNK_BYTES, 4);
+        } else {
+            ctx->need_a |= act == PX_DTYPE_Q8_0;
+            ctx->need_k |= act == PX_DTYPE_Q8_K;
+            j->chunk_rows = chunk_rows_for(ctx, j, ROW_CHUNK_BYTES, 1);
+        }
+        j->chunk0 = ctx->n_chunks;
+        j->n_chunks = (n_out + j->chunk_rows - 1) / j->chunk_rows;
+        ctx->n_chunks += j->n_chunks;
+    }
+    ctx->n_jobs = n;
+    if (ctx->need_a || ctx->need_k || ctx->need_t || ctx->need_t4) {
+        /* a few rows are quicker on the caller than a pool round trip */
+        if (n_tok >= 4 * ctx->nth && (ctx->need_a || ctx->need_k || n_tok > 16))
             px_pool_run(ctx->pool, job_quant, ctx);
         else
             job_quant(ctx, 0, 1);
-        ctx->chunk_rows = chunk_rows_for(ctx, G16_CHUNK_BYTES, 2);
-        job = job_gemm16;
-    } else {
-        if (act == PX_DTYPE_F32) {
-            ctx->act_stride = (size_t)n_in * sizeof(float);
-        } else {
-            ctx->act_stride = act == PX_DTYPE_Q8_K ? (size_t)(n_in / 256) * sizeof(px_block_q8_K)
-                                                   : (size_t)(n_in / 32) * sizeof(px_block_q8a);
-            if (n_tok >= 4 * ctx->nth)
-                px_pool_run(ctx->pool, job_quant, ctx);
-            else
-                job_quant(ctx, 0, 1);
-        }
-        ctx->chunk_rows = chunk_rows_for(ctx, ROW_CHUNK_BYTES, 1);
-        job = job_rows;
     }
-    atomic_store_explicit(&ctx->next_row, 0, memory_order_relaxed);
-    px_pool_run(ctx->pool, job, ctx);
+    atomic_store_explicit(&ctx->next_chunk, 0, memory_order_relaxed);
+    px_pool_run(ctx->pool, job_matmul, ctx);
     return 0;
+}
+
+int px_matmul(px_matmul_ctx *ctx, const px_tensor *w, const float *x, int n_tok, float *y) {
+    return px_matmul_multi(ctx, 1, &w, x, n_tok, &y);
 }
 
 /* ---- attention helpers --------------------------------------------------- */

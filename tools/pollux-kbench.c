@@ -6,11 +6,13 @@
  * paths (int8 gemm16 and sgemm on dequantized tiles). A STREAM-like read
  * bandwidth on the same pool is printed first for reference. Weights are
  * random bytes with valid block scales (the speed does not depend on the
- * values). Usage: pollux-kbench [-t threads] [-s seconds] [-q] [-d] (-q: small
- * shapes only, skips the 262144-row output projection; -d: also a table of
- * the two decode paths at n_tok 1..16, to place the gemm16 switch).
- * -x DTYPE:N_IN:N_OUT:N_TOK[:rows|gemm16|blas] times one case only (for perf
- * record), -k SET forces a kernel set ("portable", "avx2", "avx512-vnni"). */
+ * values). Usage: pollux-kbench [-t threads] [-s seconds] [-q] [-d] [-k set]
+ * [-x case] (-q: small shapes only, skips the 262144-row output projection;
+ * -d: also a table of the three decode paths (rows / gemm4 / gemm16) at
+ * n_tok 1..16, to place the switches; -k: force a kernel set, "portable",
+ * "avx2" or "avx512-vnni"; -x DTYPE:N_IN:N_OUT:N_TOK[:rows|gemm4|gemm16|blas]:
+ * time one case only, for perf record, printing the process CPU time per
+ * call too, which other processes on a shared machine do not inflate). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,8 @@ static void *make_weights(px_dtype t, int64_t n_in, int64_t n_out, size_t *row_b
     return w;
 }
 
+static int last_reps; /* calls the last time_matmul made (warm-up included) */
+
 /* Seconds per call, median-free: total time over as many calls as fit. */
 static double time_matmul(px_matmul_ctx *ctx, const px_tensor *w, const float *x, int n_tok,
                           float *y, double min_s) {
@@ -82,6 +86,7 @@ static double time_matmul(px_matmul_ctx *ctx, const px_tensor *w, const float *x
         reps++;
         t = now_s() - t0;
     } while (t < min_s);
+    last_reps = reps + 1;
     return t / reps;
 }
 
@@ -143,22 +148,30 @@ static int run_one(px_matmul_ctx *ctx, const char *spec, const float *x, float *
         if (px_dtype_get((px_dtype)i)->name && strcmp(px_dtype_get((px_dtype)i)->name, tname) == 0)
             t = (px_dtype)i;
     size_t rb;
-    void *wd = t < PX_DTYPE_COUNT && px_dtype_row_size(t, n_in) ? make_weights(t, n_in, n_out, &rb)
-                                                                 : NULL;
+    void *wd =
+        t < PX_DTYPE_COUNT && px_dtype_row_size(t, n_in) ? make_weights(t, n_in, n_out, &rb) : NULL;
     if (!wd || (n_out * nt > 512 * 6912)) {
         fprintf(stderr, "pollux-kbench: cannot run %s\n", spec);
         return 2;
     }
     px_tensor w = {.type = t, .ne = {n_in, n_out, 1, 1}, .row_bytes = rb, .data = wd};
     px_matmul_path path = strcmp(pname, "rows") == 0     ? PX_MATMUL_ROWS
-                           : strcmp(pname, "gemm16") == 0 ? PX_MATMUL_GEMM16
-                           : strcmp(pname, "blas") == 0   ? PX_MATMUL_BLAS
-                                                          : PX_MATMUL_AUTO;
+                          : strcmp(pname, "gemm16") == 0 ? PX_MATMUL_GEMM16
+                          : strcmp(pname, "gemm4") == 0  ? PX_MATMUL_GEMM4
+                          : strcmp(pname, "blas") == 0   ? PX_MATMUL_BLAS
+                                                         : PX_MATMUL_AUTO;
     px__matmul_force_path(path);
+    /* CPU time too: on a shared machine it counts only our own cycles */
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     double s = time_matmul(ctx, &w, x, nt, y, min_s);
-    printf("%s %ldx%ld n_tok %d %s: %.1f us, %.1f GB/s, %.1f GFLOPS\n", tname, n_in, n_out, nt,
-           pname, s * 1e6, (double)rb * (double)n_out / s / 1e9,
-           2.0 * (double)n_in * (double)n_out * nt / s / 1e9);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    int reps = last_reps;
+    double cpu =
+        ((double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec)) / reps;
+    printf("%s %ldx%ld n_tok %d %s: %.1f us, %.1f GB/s, %.1f GFLOPS, cpu %.1f us\n", tname, n_in,
+           n_out, nt, pname, s * 1e6, (double)rb * (double)n_out / s / 1e9,
+           2.0 * (double)n_in * (double)n_out * nt / s / 1e9, cpu * 1e6);
     px__matmul_force_path(PX_MATMUL_AUTO);
     free(wd);
     return 0;
@@ -209,7 +222,7 @@ int main(int argc, char **argv) {
     if (decode_table) {
         /* ms per call of ROWS vs GEMM16 at small n_tok: where gemm16 starts */
         static const px_dtype dt[] = {PX_DTYPE_Q8_0, PX_DTYPE_Q4_0, PX_DTYPE_Q4_K, PX_DTYPE_Q6_K};
-        printf("decode paths on 6912x1152, us per call (rows / gemm16):\n");
+        printf("decode paths on 6912x1152, us per call (rows / gemm4 / gemm16):\n");
         for (size_t i = 0; i < sizeof dt / sizeof dt[0]; i++) {
             size_t rb;
             void *wd = make_weights(dt[i], 6912, 1152, &rb);
@@ -218,9 +231,11 @@ int main(int argc, char **argv) {
             for (int nt = 1; nt <= 16; nt *= 2) {
                 px__matmul_force_path(PX_MATMUL_ROWS);
                 double tr = time_matmul(ctx, &w, x, nt, y, min_s);
+                px__matmul_force_path(PX_MATMUL_GEMM4);
+                double t4 = time_matmul(ctx, &w, x, nt, y, min_s);
                 px__matmul_force_path(PX_MATMUL_GEMM16);
                 double tg = time_matmul(ctx, &w, x, nt, y, min_s);
-                printf("  @%d %.0f/%.0f", nt, tr * 1e6, tg * 1e6);
+                printf("  @%d %.0f/%.0f/%.0f", nt, tr * 1e6, t4 * 1e6, tg * 1e6);
             }
             printf("\n");
             free(wd);

@@ -127,7 +127,7 @@ static void check_result(const wmat *m, const float *x, int n_tok, const float *
 static int act_block(px_dtype type, px_matmul_path path) {
     int act = px__act_type(type);
     if (act == PX_DTYPE_F32 || path == PX_MATMUL_BLAS) return 0;
-    if (path == PX_MATMUL_GEMM16) return 32;
+    if (path == PX_MATMUL_GEMM16 || path == PX_MATMUL_GEMM4) return 32;
     return act == PX_DTYPE_Q8_K ? 256 : 32;
 }
 
@@ -172,7 +172,7 @@ static void run_set(const char *set, px_matmul_path path, const int *toks, int n
     px_matmul_force_kernels("portable");
 }
 
-static const int all_toks[] = {1, 3, 17, 64, 100, 513};
+static const int all_toks[] = {1, 3, 4, 5, 8, 17, 64, 100, 513};
 static const int few_toks[] = {1, 3, 17};
 
 START_TEST(test_auto_vs_f32) {
@@ -183,7 +183,7 @@ START_TEST(test_auto_vs_f32) {
 END_TEST
 
 START_TEST(test_paths_vs_f32) {
-    static const int toks[] = {3, 17, 100};
+    static const int toks[] = {3, 6, 13, 17, 100};
     for (int p = PX_MATMUL_ROWS; p <= PX_MATMUL_BLAS; p++)
         run_set(sets[_i], (px_matmul_path)p, toks, PX_ARRAY_LEN(toks), false);
 }
@@ -193,76 +193,168 @@ START_TEST(test_raw_blocks_vs_f32) {
     /* random bytes exercise every quant and scale bit pattern */
     run_set(sets[_i], PX_MATMUL_ROWS, few_toks, PX_ARRAY_LEN(few_toks), true);
     run_set(sets[_i], PX_MATMUL_GEMM16, few_toks, PX_ARRAY_LEN(few_toks), true);
+    run_set(sets[_i], PX_MATMUL_GEMM4, few_toks, PX_ARRAY_LEN(few_toks), true);
 }
 END_TEST
 
 /* The SIMD sets quantize activations to the same bytes as the portable one
- * and their dots agree to float rounding. */
+ * and their dots agree to float rounding, for every nrc and for rows of an
+ * odd number of 32-blocks (the single-token kernels take blocks in pairs). */
 START_TEST(test_simd_vs_portable) {
     const px_kernels *ref = &px__kernels_ref;
     if (px_matmul_force_kernels(sets[_i]) != 0) return;
     const px_kernels *ks = px__kernels_get();
-    enum { N = 768, NT = 3 };
-    float x[NT * N];
-    px_test_fill_random(x, NT * N, 9);
-    x[5] = 0.0f; /* a zero block must not divide by zero */
-    for (int j = 32; j < 64; j++)
-        x[j] = 0.0f;
-    px_block_q8a a_ref[NT * N / 32], a_simd[NT * N / 32];
-    ref->quantize_q8a(x, a_ref, NT * N);
-    ks->quantize_q8a(x, a_simd, NT * N);
-    ck_assert_mem_eq(a_ref, a_simd, sizeof a_ref);
-    ck_assert_float_eq(a_ref[1].d, 0.0f);
-    px_block_q8_K k_ref[NT * N / 256], k_simd[NT * N / 256];
-    ref->quantize_q8k(x, k_ref, NT * N);
-    ks->quantize_q8k(x, k_simd, NT * N);
-    ck_assert_mem_eq(k_ref, k_simd, sizeof k_ref);
-    if (ks->quantize_q8t) {
-        static px_block_q8t t_ref[N / 32], t_simd[N / 32];
-        ref->quantize_q8t(x, N, NT, N, t_ref);
-        ks->quantize_q8t(x, N, NT, N, t_simd);
-        ck_assert_mem_eq(t_ref, t_simd, sizeof t_ref);
-    }
-    for (size_t d = 0; d < PX_ARRAY_LEN(dtypes); d++) {
-        px_dtype ty = dtypes[d];
-        wmat m;
-        wmat_make(&m, ty, N, 5, true, 3 + d);
-        int act = px__act_type(ty);
-        const void *xa = act == PX_DTYPE_F32    ? (const void *)x
-                         : act == PX_DTYPE_Q8_K ? (const void *)k_ref
-                                                : (const void *)a_ref;
-        size_t stride = act == PX_DTYPE_F32    ? N * sizeof(float)
-                        : act == PX_DTYPE_Q8_K ? N / 256 * sizeof(px_block_q8_K)
-                                               : N / 32 * sizeof(px_block_q8a);
-        float deq_ref[N], deq_simd[N];
-        for (int r = 0; r < 5; r++) {
-            const char *row = (const char *)m.data + (size_t)r * m.t.row_bytes;
-            for (int nrc = 1; nrc <= NT; nrc++) {
-                float o_ref[PX_NRC_MAX], o_simd[PX_NRC_MAX];
-                ref->vec_dot[ty](N, row, xa, stride, nrc, o_ref);
-                ks->vec_dot[ty](N, row, xa, stride, nrc, o_simd);
-                for (int t = 0; t < nrc; t++) {
-                    double mag = 0.0;
-                    for (int j = 0; j < N; j++)
-                        mag += fabs(m.deq[r * N + j] * x[t * N + j]);
-                    ck_assert_msg(fabs(o_ref[t] - o_simd[t]) <= FLOAT_REL * mag + 1e-6,
-                                  "%s %s row %d nrc %d t %d: %g vs %g", sets[_i],
-                                  px_dtype_get(ty)->name, r, nrc, t, (double)o_ref[t],
-                                  (double)o_simd[t]);
+    enum { NMAX = 800, NT = PX_NRC_MAX };
+    static const int widths[] = {768, 800}; /* 24 and 25 blocks of 32 */
+    static float x[NT * NMAX];
+    static px_block_q8a a_ref[NT * NMAX / 32], a_simd[NT * NMAX / 32];
+    static px_block_q8_K k_ref[NT * NMAX / 256], k_simd[NT * NMAX / 256];
+    static px_block_q8t t_ref[NMAX / 32], t_simd[NMAX / 32];
+    static px_block_q8t4 t4_ref[NMAX / 32], t4_simd[NMAX / 32];
+    for (size_t wi = 0; wi < PX_ARRAY_LEN(widths); wi++) {
+        const int N = widths[wi];
+        px_test_fill_random(x, (size_t)NT * N, 9 + wi);
+        x[5] = 0.0f; /* a zero block must not divide by zero */
+        for (int j = 32; j < 64; j++)
+            x[j] = 0.0f;
+        size_t na = (size_t)NT * N / 32;
+        ref->quantize_q8a(x, a_ref, NT * N);
+        ks->quantize_q8a(x, a_simd, NT * N);
+        ck_assert_mem_eq(a_ref, a_simd, na * sizeof(px_block_q8a));
+        ck_assert_float_eq(a_ref[1].d, 0.0f);
+        if (N % 256 == 0) {
+            ref->quantize_q8k(x, k_ref, NT * N);
+            ks->quantize_q8k(x, k_simd, NT * N);
+            ck_assert_mem_eq(k_ref, k_simd, (size_t)NT * N / 256 * sizeof(px_block_q8_K));
+        }
+        if (ks->quantize_q8t) {
+            ref->quantize_q8t(x, (size_t)N, NT - 1, N, t_ref);
+            ks->quantize_q8t(x, (size_t)N, NT - 1, N, t_simd);
+            ck_assert_mem_eq(t_ref, t_simd, (size_t)N / 32 * sizeof(px_block_q8t));
+        }
+        if (ks->quantize_q8t4) {
+            ref->quantize_q8t4(x, (size_t)N, NT - 1, N, t4_ref);
+            ks->quantize_q8t4(x, (size_t)N, NT - 1, N, t4_simd);
+            ck_assert_mem_eq(t4_ref, t4_simd, (size_t)N / 32 * sizeof(px_block_q8t4));
+            /* the layout: lane 4k + t of image z holds q[t][16z + 4k ..] */
+            ck_assert_int_eq(t4_ref[1].qs[1][4 * 2 + 1][3], a_ref[N / 32 + 1].qs[16 + 8 + 3]);
+        }
+        for (size_t d = 0; d < PX_ARRAY_LEN(dtypes); d++) {
+            px_dtype ty = dtypes[d];
+            if (px_dtype_row_size(ty, N) == 0) continue;
+            wmat m;
+            wmat_make(&m, ty, N, 5, true, 3 + d);
+            int act = px__act_type(ty);
+            const void *xa = act == PX_DTYPE_F32    ? (const void *)x
+                             : act == PX_DTYPE_Q8_K ? (const void *)k_ref
+                                                    : (const void *)a_ref;
+            size_t stride = act == PX_DTYPE_F32    ? (size_t)N * sizeof(float)
+                            : act == PX_DTYPE_Q8_K ? (size_t)N / 256 * sizeof(px_block_q8_K)
+                                                   : (size_t)N / 32 * sizeof(px_block_q8a);
+            float deq_ref[NMAX], deq_simd[NMAX];
+            for (int r = 0; r < 5; r++) {
+                const char *row = (const char *)m.data + (size_t)r * m.t.row_bytes;
+                for (int nrc = 1; nrc <= NT; nrc++) {
+                    float o_ref[PX_NRC_MAX], o_simd[PX_NRC_MAX];
+                    ref->vec_dot[ty](N, row, xa, stride, nrc, o_ref);
+                    ks->vec_dot[ty](N, row, xa, stride, nrc, o_simd);
+                    for (int t = 0; t < nrc; t++) {
+                        double mag = 0.0;
+                        for (int j = 0; j < N; j++)
+                            mag += fabs(m.deq[r * N + j] * x[t * N + j]);
+                        ck_assert_msg(fabs(o_ref[t] - o_simd[t]) <= FLOAT_REL * mag + 1e-6,
+                                      "%s %s n %d row %d nrc %d t %d: %g vs %g", sets[_i],
+                                      px_dtype_get(ty)->name, N, r, nrc, t, (double)o_ref[t],
+                                      (double)o_simd[t]);
+                    }
+                }
+                ref->to_f32[ty](row, deq_ref, N);
+                ks->to_f32[ty](row, deq_simd, N);
+                for (int j = 0; j < N; j++) {
+                    /* both equal quant.c's dequantization (up to fma rounding) */
+                    ck_assert_float_eq_tol(deq_ref[j], m.deq[r * N + j],
+                                           1e-6f * (1 + fabsf(m.deq[r * N + j])));
+                    ck_assert_float_eq_tol(deq_simd[j], m.deq[r * N + j],
+                                           1e-6f * (1 + fabsf(m.deq[r * N + j])));
                 }
             }
-            ref->to_f32[ty](row, deq_ref, N);
-            ks->to_f32[ty](row, deq_simd, N);
-            for (int j = 0; j < N; j++) {
-                /* both equal quant.c's dequantization (up to fma rounding) */
-                ck_assert_float_eq_tol(deq_ref[j], m.deq[r * N + j],
-                                       1e-6f * (1 + fabsf(m.deq[r * N + j])));
-                ck_assert_float_eq_tol(deq_simd[j], m.deq[r * N + j],
-                                       1e-6f * (1 + fabsf(m.deq[r * N + j])));
+            wmat_free(&m);
+        }
+    }
+    px_matmul_force_kernels("portable");
+}
+END_TEST
+
+/* px_matmul_multi writes exactly what separate px_matmul calls write, for
+ * weights of mixed dtypes and heights, on every path and kernel set. */
+START_TEST(test_multi_vs_single) {
+    if (px_matmul_force_kernels(sets[_i]) != 0) return;
+    enum { NI = 512, MT = 40, NW = 5 };
+    static const px_dtype mix[NW] = {PX_DTYPE_Q5_0, PX_DTYPE_Q4_K, PX_DTYPE_Q8_0, PX_DTYPE_Q6_K,
+                                     PX_DTYPE_F16};
+    static const int64_t outs[NW] = {37, 16, 5, 64, 9};
+    static const int toks[] = {1, 2, 4, 5, 16, 17, 40};
+    px_pool *pool = px_pool_create(2);
+    px_matmul_ctx *ctx = px_matmul_ctx_create(pool, MT, NI);
+    ck_assert_ptr_nonnull(ctx);
+    wmat m[NW];
+    const px_tensor *ws[NW];
+    float *y1[NW], *y2[NW];
+    for (int i = 0; i < NW; i++) {
+        wmat_make(&m[i], mix[i], NI, outs[i], true, 70 + (uint64_t)i);
+        ws[i] = &m[i].t;
+        y1[i] = malloc(sizeof(float) * MT * (size_t)outs[i]);
+        y2[i] = malloc(sizeof(float) * MT * (size_t)outs[i]);
+    }
+    float *x = malloc(sizeof(float) * MT * NI);
+    px_test_fill_random(x, (size_t)MT * NI, 17);
+    for (int p = PX_MATMUL_AUTO; p <= PX_MATMUL_BLAS; p++) {
+        px__matmul_force_path((px_matmul_path)p);
+        for (size_t k = 0; k < PX_ARRAY_LEN(toks); k++) {
+            int nt = toks[k];
+            for (int first = 0; first < 2; first++) { /* all five, then the last three */
+                int n = first ? NW - 2 : NW;
+                const px_tensor *const *wv = ws + (NW - n);
+                for (int i = 0; i < NW; i++) {
+                    for (size_t e = 0; e < (size_t)nt * (size_t)outs[i]; e++)
+                        y1[i][e] = y2[i][e] = NAN;
+                    if (i >= NW - n) ck_assert_int_eq(px_matmul(ctx, ws[i], x, nt, y1[i]), 0);
+                }
+                ck_assert_int_eq(px_matmul_multi(ctx, n, wv, x, nt, y2 + (NW - n)), 0);
+                for (int i = NW - n; i < NW; i++) {
+                    ck_assert_msg(memcmp(y1[i], y2[i], sizeof(float) * (size_t)nt * outs[i]) == 0,
+                                  "%s path %d n_tok %d weight %d (%s): multi differs", sets[_i], p,
+                                  nt, i, px_dtype_get(mix[i])->name);
+                    /* and the results are right, not just equal */
+                    check_result(
+                        &m[i], x, nt, y2[i],
+                        act_block(mix[i], p == PX_MATMUL_AUTO ? PX_MATMUL_ROWS : (px_matmul_path)p),
+                        "multi");
+                }
             }
         }
-        wmat_free(&m);
     }
+    px__matmul_force_path(PX_MATMUL_AUTO);
+    /* errors: count out of range, mismatched n_in, a dtype without kernels */
+    ck_assert_int_eq(px_matmul_multi(ctx, 0, ws, x, 1, y2), PX_EINVAL);
+    ck_assert_int_eq(px_matmul_multi(ctx, PX_MATMUL_MULTI_MAX + 1, ws, x, 1, y2), PX_EINVAL);
+    wmat other;
+    wmat_make(&other, PX_DTYPE_Q8_0, 256, 4, false, 5);
+    const px_tensor *bad[2] = {ws[0], &other.t};
+    ck_assert_int_eq(px_matmul_multi(ctx, 2, bad, x, 1, y2), PX_EINVAL);
+    px_tensor q41 = m[2].t;
+    q41.type = PX_DTYPE_Q4_1;
+    const px_tensor *uns[2] = {ws[0], &q41};
+    ck_assert_int_eq(px_matmul_multi(ctx, 2, uns, x, 1, y2), PX_ENOTSUP);
+    wmat_free(&other);
+    for (int i = 0; i < NW; i++) {
+        wmat_free(&m[i]);
+        free(y1[i]);
+        free(y2[i]);
+    }
+    free(x);
+    px_matmul_ctx_destroy(ctx);
+    px_pool_destroy(pool);
     px_matmul_force_kernels("portable");
 }
 END_TEST
@@ -357,6 +449,7 @@ Suite *px_suite_matmul(void) {
     tcase_add_loop_test(tc, test_paths_vs_f32, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_raw_blocks_vs_f32, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_simd_vs_portable, 0, PX_ARRAY_LEN(sets));
+    tcase_add_loop_test(tc, test_multi_vs_single, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_attention_helpers, 0, PX_ARRAY_LEN(sets));
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);

@@ -690,7 +690,8 @@ START_TEST(test_stress_threaded) {
             break;
         usleep(10000);
     }
-    ck_assert_int_gt(c.preemptions, 0);
+    /* Preemption is asserted by the deterministic tiny-cache test; here it
+     * depends on timing. */
     ck_assert_int_eq(c.running, 0);
     ck_assert_int_eq(c.waiting, 0);
     ck_assert_int_eq(c.kv_blocks_used, 0);
