@@ -287,7 +287,8 @@ px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *er
         px_model_opts_init(&opts);
     if (opts.max_batch_tokens <= 0 || opts.max_batch_tokens > 65536 || opts.max_logit_rows <= 0 ||
         opts.max_logit_rows > opts.max_batch_tokens || opts.kv_block_size <= 0 ||
-        opts.kv_block_size > 1024 || opts.kv_blocks < 0 || opts.n_ctx < 0) {
+        opts.kv_block_size > 1024 || opts.kv_blocks < 0 || opts.kv_cache_mb < 0 ||
+        opts.kv_cache_mb > (1 << 24) || opts.n_ctx < 0) {
         px_fail(err, errlen, PX_EINVAL, "invalid model options");
         return NULL;
     }
@@ -312,6 +313,9 @@ px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *er
         snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : path);
     }
 
+    px_gguf_str tmpl;
+    if (px_gguf_get_str(g, "tokenizer.chat_template", &tmpl, NULL, 0) == 0 && tmpl.len < (1u << 20))
+        m->chat_template = strndup(tmpl.ptr, tmpl.len);
     m->tok = px_tokenizer_create(g, err, errlen);
     if (!m->tok)
         goto fail;
@@ -338,9 +342,19 @@ px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *er
     m->max_batch_tokens = opts.max_batch_tokens;
     m->max_logit_rows = opts.max_logit_rows;
     m->kv_block_size = opts.kv_block_size;
-    m->kv_blocks = opts.kv_blocks > 0 ? opts.kv_blocks
-                                      : (m->n_ctx + m->kv_block_size - 1) / m->kv_block_size;
     m->kv_block_elems = (size_t)m->kv_block_size * c->n_head_kv * c->head_dim;
+    if (opts.kv_blocks > 0)
+        m->kv_blocks = opts.kv_blocks;
+    else if (opts.kv_cache_mb > 0)
+        m->kv_blocks = (opts.kv_cache_mb << 20) /
+                       (int64_t)((size_t)c->n_layer * 2 * m->kv_block_elems * sizeof(px_f16));
+    else
+        m->kv_blocks = (m->n_ctx + m->kv_block_size - 1) / m->kv_block_size;
+    if (m->kv_blocks <= 0) {
+        px_fail(err, errlen, PX_EINVAL, "a KV cache of %lld MiB holds no block of this model",
+                (long long)opts.kv_cache_mb);
+        goto fail;
+    }
     size_t kv_elems;
     if (__builtin_mul_overflow((size_t)c->n_layer * 2 * m->kv_block_elems, (size_t)m->kv_blocks,
                                &kv_elems) ||
@@ -383,6 +397,7 @@ void px_model_free(px_model *m) {
     free(m->kv);
     free(m->layers);
     px_tokenizer_destroy(m->tok);
+    free(m->chat_template);
     px_gguf_close(m->gguf);
     free(m);
 }
@@ -407,6 +422,9 @@ int px_model_max_batch_tokens(const px_model *m) {
 }
 int px_model_max_logit_rows(const px_model *m) {
     return m->max_logit_rows;
+}
+const char *px_model_chat_template(const px_model *m) {
+    return m->chat_template;
 }
 const char *px_model_name(const px_model *m) {
     return m->name;

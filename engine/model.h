@@ -56,7 +56,8 @@ typedef struct px_model_opts {
     int max_batch_tokens;   /* rows per forward (default 512) */
     int max_logit_rows;     /* rows that may ask for logits (default 64) */
     int kv_block_size;      /* tokens per KV block (default 16) */
-    int64_t kv_blocks;      /* 0: enough for one full context */
+    int64_t kv_blocks;      /* 0: from kv_cache_mb, else one full context */
+    int64_t kv_cache_mb;    /* KV arena size in MiB when kv_blocks is 0 (0: unused) */
     int n_ctx;              /* 0: the model's trained context */
 } px_model_opts;
 void px_model_opts_init(px_model_opts *o);
@@ -73,6 +74,8 @@ int px_model_kv_block_size(const px_model *m);
 int64_t px_model_kv_blocks(const px_model *m);
 int px_model_max_batch_tokens(const px_model *m);
 int px_model_max_logit_rows(const px_model *m);
+/* tokenizer.chat_template from the file (NUL-terminated), or NULL. */
+const char *px_model_chat_template(const px_model *m);
 /* A human-readable name (general.name, or the file's base name). */
 const char *px_model_name(const px_model *m);
 /* Bytes of weights read by one decode step with one logit row (for the

@@ -51,6 +51,7 @@ struct px_model {
     px_pool *pool;
     px_matmul_ctx *mm;
     char name[128];
+    char *chat_template;   /* tokenizer.chat_template, or NULL */
 
     px_tensor tok_embd;    /* (n_vocab, n_embd) */
     px_tensor out_norm;    /* (n_embd) */

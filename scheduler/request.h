@@ -82,6 +82,8 @@ struct px_request {
     int n_stop;
     px_request_notify_fn notify; /* called by the scheduler thread after posting */
     void *notify_arg;
+    void *owner;               /* the submitter's own state; never touched by the
+                                * scheduler (the HTTP loop's stream object) */
 
     /* --- shared --- */
     atomic_int _refs;

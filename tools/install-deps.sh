@@ -5,7 +5,7 @@ set -eu
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 PKGS="build-essential autoconf automake libtool pkg-config
-      libmicrohttpd-dev libuv1-dev libcjson-dev libopenblas-dev libjemalloc-dev check
+      libmicrohttpd-dev libuv1-dev libcjson-dev libopenblas-dev libjemalloc-dev check libinih-dev libsystemd-dev
       python3 python3-numpy clang libclang-rt-14-dev"
 # Node.js may come from elsewhere (with its own npm): install Debian's only if absent.
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
@@ -21,7 +21,7 @@ fi
 
 # npm packages the tests use (pinned by package-lock.json; no network at run time).
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
-for d in tests/tokenizer; do
+for d in tests/tokenizer tests/clients; do
     if [ -f "$srcdir/$d/package-lock.json" ]; then
         (cd "$srcdir/$d" && npm ci --no-audit --no-fund --loglevel=error)
     fi

@@ -1,0 +1,265 @@
+/* http.c — libmicrohttpd under libuv: MHD runs with no threads of its own
+ * in epoll mode; its epoll fd is watched by one uv_poll and its timeouts by
+ * a uv_timer. Requests are read here (limits, body) and handed to routes.c. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "engine/px.h"
+#include "scheduler/request.h"
+#include "server/log.h"
+#include "server/server.h"
+
+static void arm_timer(px_server *s);
+
+void px_http_run(px_server *s) {
+    if (!s->mhd)
+        return;
+    MHD_run(s->mhd);
+    arm_timer(s);
+}
+
+static void on_mhd_timer(uv_timer_t *t) {
+    px_http_run(t->data);
+}
+
+static void arm_timer(px_server *s) {
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    if (MHD_get_timeout(s->mhd, &ms) == MHD_YES) {
+        uv_timer_start(&s->mhd_timer, on_mhd_timer, ms, 0);
+    } else {
+        uv_timer_stop(&s->mhd_timer);
+    }
+}
+
+static void on_mhd_poll(uv_poll_t *p, int status, int events) {
+    (void)status;
+    (void)events;
+    px_http_run(p->data);
+}
+
+static double now_s(void) {
+    return px_now();
+}
+
+/* Copies the path without the query, rejecting NULs and over-long paths. */
+static int copy_path(char *dst, size_t cap, const char *url) {
+    size_t n = strcspn(url, "?");
+    if (n >= cap)
+        return -1;
+    memcpy(dst, url, n);
+    dst[n] = 0;
+    return 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls) {
+    (void)version;
+    px_server *s = cls;
+    px_conn *c = *con_cls;
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            return MHD_NO;
+        c->srv = s;
+        c->mc = mc;
+        c->id = ++s->next_id;
+        c->t_start = now_s();
+        snprintf(c->method, sizeof c->method, "%s", method);
+        *con_cls = c;
+        s->counters.requests_total++;
+        if (copy_path(c->path, sizeof c->path, url) < 0) {
+            px_api_error e;
+            px_api_fail(&e, 414, "invalid_request_error", NULL, NULL, "request URI too long");
+            return px_respond_error(c, &e);
+        }
+        /* Refuse an announced oversized body before reading it (and before
+         * MHD sends 100 Continue). */
+        const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (errno || *end || v > (unsigned long long)s->cfg->max_body_bytes) {
+                c->body_too_big = 1;
+                px_api_error e;
+                px_api_fail(&e, 413, "invalid_request_error", NULL, NULL,
+                            "request body larger than %lld bytes",
+                            (long long)s->cfg->max_body_bytes);
+                return px_respond_error(c, &e);
+            }
+        }
+        return MHD_YES;
+    }
+    if (c->status)
+        return MHD_YES; /* already answered (e.g. 413): discard the rest */
+    if (*upload_size > 0) {
+        if (!c->body_too_big) {
+            size_t need = c->body_len + *upload_size;
+            if (need > (size_t)s->cfg->max_body_bytes) {
+                c->body_too_big = 1;
+            } else {
+                if (need + 1 > c->body_cap) {
+                    size_t cap = c->body_cap ? c->body_cap : 4096;
+                    while (cap < need + 1)
+                        cap *= 2;
+                    char *b = realloc(c->body, cap);
+                    if (!b)
+                        return MHD_NO;
+                    c->body = b;
+                    c->body_cap = cap;
+                }
+                memcpy(c->body + c->body_len, upload_data, *upload_size);
+                c->body_len = need;
+            }
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (c->body_too_big) {
+        px_api_error e;
+        px_api_fail(&e, 413, "invalid_request_error", NULL, NULL,
+                    "request body larger than %lld bytes", (long long)s->cfg->max_body_bytes);
+        return px_respond_error(c, &e);
+    }
+    if (c->st)
+        return px_stream_respond(s, c);
+    return px_route(s, c);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)mc;
+    px_server *s = cls;
+    px_conn *c = *con_cls;
+    if (!c)
+        return;
+    *con_cls = NULL;
+    px_conn_completed(s, c, toe);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code) {
+    (void)mc;
+    (void)socket_ctx;
+    px_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        s->counters.connections_open++;
+    else if (s->counters.connections_open > 0)
+        s->counters.connections_open--;
+}
+
+int px_http_start(px_server *s, char *err, size_t errlen) {
+    px_config *cfg = s->cfg;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                     MHD_USE_TURBO;
+    int listen_fd = -1;
+    int n = sd_listen_fds(1);
+    if (n > 1)
+        return px_fail(err, errlen, -1, "systemd passed %d sockets; polluxd takes one", n);
+    if (n == 1)
+        listen_fd = SD_LISTEN_FDS_START;
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    struct sockaddr *addr = NULL;
+    memset(&a4, 0, sizeof a4);
+    memset(&a6, 0, sizeof a6);
+    if (listen_fd < 0) {
+        if (inet_pton(AF_INET, cfg->host, &a4.sin_addr) == 1) {
+            a4.sin_family = AF_INET;
+            a4.sin_port = htons((uint16_t)cfg->port);
+            addr = (struct sockaddr *)&a4;
+        } else if (inet_pton(AF_INET6, cfg->host, &a6.sin6_addr) == 1) {
+            a6.sin6_family = AF_INET6;
+            a6.sin6_port = htons((uint16_t)cfg->port);
+            addr = (struct sockaddr *)&a6;
+            flags |= MHD_USE_IPv6;
+        } else {
+            return px_fail(err, errlen, -1, "host '%s' is not an IPv4 or IPv6 address",
+                           cfg->host);
+        }
+    }
+    s->mhd = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->header_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
+        listen_fd >= 0 ? (void *)(intptr_t)listen_fd : (void *)addr, MHD_OPTION_END);
+    if (!s->mhd)
+        return px_fail(err, errlen, -1, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+                       strerror(errno));
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info)
+        return px_fail(err, errlen, -1, "libmicrohttpd has no epoll fd");
+    uv_poll_init(s->loop, &s->mhd_poll, info->epoll_fd);
+    s->mhd_poll.data = s;
+    uv_poll_start(&s->mhd_poll, UV_READABLE, on_mhd_poll);
+    uv_timer_init(s->loop, &s->mhd_timer);
+    s->mhd_timer.data = s;
+    arm_timer(s);
+    return 0;
+}
+
+void px_http_quiesce(px_server *s) {
+    if (!s->mhd)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+void px_http_stop(px_server *s) {
+    if (!s->mhd)
+        return;
+    /* Close the handles before MHD closes its epoll fd; the loop finishes
+     * the closes on its next run. */
+    uv_poll_stop(&s->mhd_poll);
+    uv_timer_stop(&s->mhd_timer);
+    uv_close((uv_handle_t *)&s->mhd_poll, NULL);
+    uv_close((uv_handle_t *)&s->mhd_timer, NULL);
+    MHD_stop_daemon(s->mhd);
+    s->mhd = NULL;
+}
+
+enum MHD_Result px_respond(px_conn *c, int status, const char *ctype, const char *body,
+                           size_t len) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", ctype);
+    if (c->srv->cfg->cors_origin)
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", c->srv->cfg->cors_origin);
+    if (status == 429 || status == 503)
+        MHD_add_response_header(r, "Retry-After", "1");
+    if (status == 401)
+        MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    enum MHD_Result ret = MHD_queue_response(c->mc, (unsigned)status, r);
+    MHD_destroy_response(r);
+    c->status = status;
+    return ret;
+}
+
+enum MHD_Result px_respond_json(px_conn *c, int status, const char *json, size_t len) {
+    return px_respond(c, status, "application/json", json, len);
+}
+
+enum MHD_Result px_respond_error(px_conn *c, const px_api_error *e) {
+    px_buf b = {0};
+    if (px_api_openai_error(&b, e) < 0) {
+        px_buf_free(&b);
+        return MHD_NO;
+    }
+    enum MHD_Result r = px_respond_json(c, e->status, b.data, b.len);
+    px_buf_free(&b);
+    return r;
+}

@@ -1,0 +1,288 @@
+/* main.c — polluxd: configuration, model, scheduler, HTTP, signals. */
+#include <config.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "engine/mkmodel.h"
+#include "engine/px.h"
+#include "server/log.h"
+#include "server/server.h"
+
+static void on_wake(uv_async_t *a) {
+    px_server_drain_wakes(a->data);
+}
+
+static void stop_loop_when_drained(px_server *s) {
+    if (!s->draining)
+        return;
+    if (s->n_streams > 0 && px_now() > s->drain_deadline) {
+        px_log(PX_LOG_WARN, "drain timeout: cancelling %d requests", s->n_streams);
+        px_stream_cancel_all(s);
+        s->drain_deadline = px_now() + 1e9; /* cancel once */
+    }
+    if (s->n_streams == 0)
+        uv_stop(s->loop);
+}
+
+static void on_tick(uv_timer_t *t) {
+    px_server *s = t->data;
+    px_server_tick(s);
+    /* The watchdog is fed only while the scheduler thread shows progress:
+     * its loop stamps last_step_time at least once a second. */
+    px_stats_counters c;
+    px_sched_snapshot(s->sched, &c, NULL, NULL, NULL, NULL);
+    if (c.last_step_time > 0 && px_now() - c.last_step_time < 10.0)
+        sd_notify(0, "WATCHDOG=1");
+    stop_loop_when_drained(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    px_server *s = h->data;
+    if (signum == SIGHUP) {
+        px_log(PX_LOG_INFO, "SIGHUP: reopening the log");
+        if (s->cfg->log_file)
+            px_log_open(s->cfg->log_file);
+        return;
+    }
+    if (s->draining) {
+        px_log(PX_LOG_WARN, "second signal: stopping now");
+        px_stream_cancel_all(s);
+        s->drain_deadline = 0;
+        return;
+    }
+    px_log(PX_LOG_INFO, "%s: draining (up to %d s)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+           s->cfg->drain_timeout_s);
+    sd_notify(0, "STOPPING=1");
+    s->draining = 1;
+    s->ready = 0;
+    s->drain_deadline = px_now() + s->cfg->drain_timeout_s;
+    px_http_quiesce(s);
+    stop_loop_when_drained(s);
+}
+
+/* Splits "a,b,c" into a NULL-terminated array (NULL for an empty list). */
+static char **split_keys(const char *list) {
+    if (!list || !*list)
+        return NULL;
+    size_t n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    char **v = calloc(n + 1, sizeof *v);
+    if (!v)
+        return NULL;
+    size_t k = 0;
+    const char *p = list;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        if (len > 0)
+            v[k++] = strndup(p, len);
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return v;
+}
+
+/* Appends the keys in `path` (one per line; blank lines and # comments
+ * skipped) to the NULL-terminated *keys. */
+static int load_key_file(const char *path, char ***keys, char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return px_fail(err, errlen, -1, "api_key_file %s: %s", path, strerror(errno));
+    size_t n = 0;
+    while (*keys && (*keys)[n])
+        n++;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strcspn(line, "\r\n");
+        line[len] = 0;
+        char *k = line;
+        while (*k == ' ' || *k == '\t')
+            k++;
+        if (!*k || *k == '#')
+            continue;
+        char **v = realloc(*keys, sizeof *v * (n + 2));
+        if (!v || !(v[n] = strdup(k))) {
+            fclose(f);
+            return px_fail(err, errlen, -1, "out of memory");
+        }
+        v[++n] = NULL;
+        *keys = v;
+    }
+    fclose(f);
+    if (n == 0)
+        return px_fail(err, errlen, -1, "api_key_file %s holds no key", path);
+    return 0;
+}
+
+static void free_keys(char **v) {
+    for (char **k = v; k && *k; k++)
+        free(*k);
+    free(v);
+}
+
+int main(int argc, char **argv) {
+    px_config cfg;
+    char err[512];
+    px_config_init(&cfg);
+    if (px_config_load(&cfg, argc, argv, err, sizeof err) < 0) {
+        fprintf(stderr, "polluxd: %s\n", err);
+        px_config_free(&cfg);
+        return 2;
+    }
+    if (cfg.help || cfg.version) {
+        fputs(cfg.help ? px_config_usage() : "polluxd " PACKAGE_VERSION "\n", stdout);
+        px_config_free(&cfg);
+        return 0;
+    }
+    if (px_config_validate(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "polluxd: %s\n", err);
+        px_config_free(&cfg);
+        return 2;
+    }
+    if (cfg.check_config) {
+        px_config_dump(&cfg, stdout, true); /* API keys redacted */
+        px_config_free(&cfg);
+        return 0;
+    }
+    px_log_level lvl;
+    if (cfg.log_level && px_log_parse_level(cfg.log_level, &lvl) == 0)
+        px_log_threshold = lvl;
+    if (cfg.log_file && px_log_open(cfg.log_file) < 0) {
+        fprintf(stderr, "polluxd: cannot open log file %s\n", cfg.log_file);
+        px_config_free(&cfg);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    px_server s;
+    memset(&s, 0, sizeof s);
+    s.cfg = &cfg;
+    s.started_at = (int64_t)time(NULL);
+    pthread_mutex_init(&s.wake_lock, NULL);
+
+    char demo[4096];
+    const char *path = cfg.model;
+    if (!path) {
+        if (px_demo_model_path(demo, sizeof demo, err, sizeof err) < 0) {
+            px_log(PX_LOG_ERROR, "demo model: %s", err);
+            return 1;
+        }
+        path = demo;
+        s.is_demo = 1;
+        px_log(PX_LOG_WARN, "no --model given: serving the built-in demo model %s "
+                            "(random weights: its output is meaningless)",
+               demo);
+    }
+    px_model_opts mo;
+    px_model_opts_init(&mo);
+    mo.n_threads = cfg.threads;
+    mo.n_ctx = cfg.ctx;
+    mo.kv_cache_mb = cfg.kv_cache_mb;
+    mo.max_batch_tokens = cfg.max_batch_tokens;
+    mo.max_logit_rows = PX_MIN(cfg.max_batch_tokens, cfg.max_running + PX_MAX_CHOICES);
+    px_log(PX_LOG_INFO, "loading %s", path);
+    double t0 = px_now();
+    s.model = px_model_load(path, &mo, err, sizeof err);
+    if (!s.model) {
+        px_log(PX_LOG_ERROR, "cannot load %s: %s", path, err);
+        return 1;
+    }
+    s.tok = px_model_tokenizer(s.model);
+    const px_model_config *mc = px_model_config_get(s.model);
+    px_log(PX_LOG_INFO,
+           "loaded %s in %.2f s: %s, %d layers, d_model %d, vocab %d, context %d, %lld KV blocks "
+           "of %d tokens",
+           px_model_name(s.model), px_now() - t0, mc->arch == PX_ARCH_GEMMA3 ? "gemma3" : "llama",
+           mc->n_layer, mc->n_embd, mc->n_vocab, px_model_n_ctx(s.model),
+           (long long)px_model_kv_blocks(s.model), px_model_kv_block_size(s.model));
+    snprintf(s.model_id, sizeof s.model_id, "%s",
+             cfg.model_id ? cfg.model_id : px_model_name(s.model));
+
+    px_sched_opts so;
+    px_sched_opts_init(&so);
+    so.max_batch_tokens = cfg.max_batch_tokens;
+    so.max_running = cfg.max_running;
+    so.max_waiting = cfg.max_waiting;
+    so.prefix_cache = cfg.prefix_cache;
+    s.sched = px_sched_create(s.model, &so, err, sizeof err);
+    if (!s.sched || px_sched_start(s.sched) < 0) {
+        px_log(PX_LOG_ERROR, "scheduler: %s", err);
+        return 1;
+    }
+
+    px_api_limits_init(&s.limits);
+    s.limits.n_ctx = px_model_n_ctx(s.model);
+    s.limits.max_prompt_tokens = s.limits.n_ctx - 1;
+    s.limits.max_tokens_default = cfg.max_tokens_default;
+    s.limits.max_n = cfg.max_n;
+    px_chat_template tmpl = mc->arch == PX_ARCH_GEMMA3 ? PX_TEMPLATE_GEMMA : PX_TEMPLATE_LLAMA2;
+    if (cfg.chat_template) {
+        if (px_chat_template_from_name(cfg.chat_template, &tmpl) < 0) {
+            px_log(PX_LOG_ERROR, "unknown chat_template '%s'", cfg.chat_template);
+            return 2;
+        }
+    } else {
+        const char *jinja = px_model_chat_template(s.model);
+        tmpl = px_chat_template_detect(jinja, jinja ? strlen(jinja) : 0, tmpl);
+    }
+    px_log(PX_LOG_INFO, "chat template: %s", px_chat_template_name(tmpl));
+    s.api = (px_api_ctx){.tok = s.tok, .tmpl = tmpl, .limits = &s.limits, .model_id = s.model_id};
+    s.keys = split_keys(cfg.api_keys);
+    if (cfg.api_key_file && load_key_file(cfg.api_key_file, &s.keys, err, sizeof err) < 0) {
+        px_log(PX_LOG_ERROR, "%s", err);
+        return 2;
+    }
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    s.loop = &loop;
+    uv_async_init(&loop, &s.wake, on_wake);
+    s.wake.data = &s;
+    uv_timer_init(&loop, &s.tick);
+    s.tick.data = &s;
+    uv_timer_start(&s.tick, on_tick, 1000, 1000);
+    int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+    uv_signal_t *hs[3] = {&s.sig_term, &s.sig_int, &s.sig_hup};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&loop, hs[i]);
+        hs[i]->data = &s;
+        uv_signal_start(hs[i], on_signal, sigs[i]);
+    }
+    if (px_http_start(&s, err, sizeof err) < 0) {
+        px_log(PX_LOG_ERROR, "%s", err);
+        return 1;
+    }
+    s.ready = 1;
+    px_log(PX_LOG_INFO, "listening on %s:%d", cfg.host, cfg.port);
+    sd_notify(0, "READY=1");
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    px_stream_cancel_all(&s);
+    px_stream_resume_all(&s);
+    px_http_run(&s);
+    px_http_stop(&s);
+    px_sched_destroy(s.sched); /* joins the thread; cancels what is left */
+    px_server_drain_wakes(&s);
+    uv_close((uv_handle_t *)&s.wake, NULL);
+    uv_close((uv_handle_t *)&s.tick, NULL);
+    for (int i = 0; i < 3; i++)
+        uv_close((uv_handle_t *)hs[i], NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        px_log(PX_LOG_WARN, "event loop closed with handles still open");
+    free_keys(s.keys);
+    px_model_free(s.model);
+    pthread_mutex_destroy(&s.wake_lock);
+    px_log(PX_LOG_INFO, "stopped");
+    px_log_close();
+    px_config_free(&cfg);
+    return 0;
+}

@@ -1,0 +1,130 @@
+/* server.h — polluxd's process: the libuv loop, libmicrohttpd under it, the
+ * routes, and the streams that carry scheduler events back to clients.
+ *
+ * One request's path (loop thread unless noted):
+ *   MHD_run -> on_request (headers; limits, auth, route, method) -> body
+ *   chunks appended up to max_body_bytes -> route handler ->
+ *   px_api_openai_parse -> px_sched_submit (the scheduler thread takes it
+ *   from there: px_sched_step -> px_forward -> px_sample_next ->
+ *   px__request_post -> on_notify, which queues the request on the wake list
+ *   and uv_async_send) -> on_wake drains every ready request's events ->
+ *   stream_take_events renders chunks (px_api_openai_chunk) into the
+ *   stream's buffer -> MHD_resume_connection -> sse_reader hands the bytes to
+ *   MHD. A non-streamed request is suspended until DONE, then answered whole.
+ * Cancel: MHD's completion callback for a connection that ends early calls
+ *   px_request_cancel; the scheduler frees the blocks at its next step and
+ *   posts FINISH + DONE; the stream object is freed once both the connection
+ *   and the request are finished.
+ * Backpressure: the scheduler never waits for a reader; a request whose
+ *   outbox grows past its bound is ended with an error (request.h).
+ * Threads: the loop thread owns MHD, connections and streams; the scheduler
+ *   thread only touches px_request (through its outbox and the wake list,
+ *   which has its own lock). */
+#ifndef PX_SERVER_H
+#define PX_SERVER_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "api/openai.h"
+#include "engine/model.h"
+#include "scheduler/request.h"
+#include "scheduler/sched.h"
+#include "server/config.h"
+#include "server/metrics.h"
+
+typedef struct px_stream px_stream;
+
+typedef struct px_server {
+    px_config *cfg;
+    px_model *model;
+    px_sched *sched;
+    const px_tokenizer *tok;
+    px_api_limits limits;
+    px_api_ctx api;
+    char model_id[128];
+    int64_t started_at;      /* unix seconds */
+    int is_demo;             /* serving the built-in random-weight model */
+    char **keys;             /* API keys (NULL-terminated), or NULL = open */
+
+    uv_loop_t *loop;
+    struct MHD_Daemon *mhd;
+    uv_poll_t mhd_poll;      /* MHD's epoll fd */
+    uv_timer_t mhd_timer;    /* MHD's timeouts */
+    uv_timer_t tick;         /* keepalive pings, drain deadline, watchdog */
+    uv_async_t wake;         /* scheduler -> loop */
+    uv_signal_t sig_term, sig_int, sig_hup;
+
+    pthread_mutex_t wake_lock;
+    px_request **wake_list;  /* requests with new events, each holding a ref */
+    int wake_n, wake_cap;
+
+    px_stream *streams;      /* live streams (loop thread) */
+    int n_streams;
+    uint64_t next_id;
+    int ready;               /* /ready answers 200 */
+    int draining;            /* SIGTERM received */
+    double drain_deadline;
+    px_http_counters counters;
+} px_server;
+
+/* Starts MHD on the loop (listening on cfg host:port, or the socket systemd
+ * passed). 0 or -1 with err. */
+int px_http_start(px_server *s, char *err, size_t errlen);
+/* Stops accepting new connections (drain). */
+void px_http_quiesce(px_server *s);
+void px_http_stop(px_server *s);
+/* Lets MHD process whatever is pending (call after resuming connections). */
+void px_http_run(px_server *s);
+
+/* The scheduler's notify callback (scheduler thread). */
+void px_server_on_notify(px_request *r, void *arg);
+/* Drains the wake list (loop thread). */
+void px_server_drain_wakes(px_server *s);
+/* Keepalive pings and deadline bookkeeping, every second (loop thread). */
+void px_server_tick(px_server *s);
+
+/* The per-connection state, created at the first callback of a request. */
+typedef struct px_conn px_conn;
+/* Routes a complete request (headers and body read). Returns an MHD result. */
+enum MHD_Result px_route(px_server *s, px_conn *c);
+/* Called when MHD is done with a connection's request. */
+void px_conn_completed(px_server *s, px_conn *c, enum MHD_RequestTerminationCode toe);
+
+struct px_conn {
+    px_server *srv;
+    struct MHD_Connection *mc;
+    uint64_t id;
+    double t_start;
+    char method[8];
+    char path[256];          /* decoded URL path (no query) */
+    char *body;
+    size_t body_len, body_cap;
+    int body_too_big;
+    int status;              /* status sent (for the access log) */
+    px_stream *st;           /* generation in progress, if any */
+};
+
+/* Queues a response (body copied) with status and content type; adds CORS,
+ * Retry-After (429, 503) and WWW-Authenticate (401) as they apply. */
+enum MHD_Result px_respond(px_conn *c, int status, const char *ctype, const char *body,
+                           size_t len);
+/* Queues a JSON response (copied) with status. */
+enum MHD_Result px_respond_json(px_conn *c, int status, const char *json, size_t len);
+/* Queues an OpenAI-shaped error. */
+enum MHD_Result px_respond_error(px_conn *c, const px_api_error *e);
+
+/* Starts a generation for a parsed request (takes ownership of areq). */
+enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq);
+/* Second call of the access handler after a non-streamed request resumed. */
+enum MHD_Result px_stream_respond(px_server *s, px_conn *c);
+/* The connection ended; frees the stream when the request is finished too. */
+void px_stream_detach(px_server *s, px_stream *st, int client_gone);
+/* Resumes every suspended connection (before stopping MHD). */
+void px_stream_resume_all(px_server *s);
+/* Cancels every stream (shutdown). */
+void px_stream_cancel_all(px_server *s);
+
+#endif

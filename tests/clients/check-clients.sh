@@ -1,0 +1,11 @@
+#!/bin/sh
+# The official client SDKs against polluxd (npm packages pinned in
+# tests/clients/package-lock.json, installed by tools/install-deps.sh).
+set -eu
+: "${NODE:=node}"
+dir="${PX_SRCDIR:-.}/tests/clients"
+if [ ! -d "$dir/node_modules/openai" ]; then
+    echo "check-clients: $dir/node_modules missing: run tools/install-deps.sh" >&2
+    exit 77
+fi
+exec "$NODE" --test --test-reporter=tap "$dir/openai.test.mjs"

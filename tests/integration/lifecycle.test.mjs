@@ -1,0 +1,82 @@
+// lifecycle.test.mjs — queue limits, deadlines and SIGTERM drain, each with
+// its own polluxd (these change the daemon's state for good).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startDaemon } from './harness.mjs';
+
+const json = { 'Content-Type': 'application/json' };
+const longBody = (extra = {}) => JSON.stringify({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 1500, temperature: 0, ignore_eos: true, ...extra });
+
+async function readAll(res) {
+  let text = '';
+  const dec = new TextDecoder();
+  for await (const chunk of res.body) text += dec.decode(chunk, { stream: true });
+  return text;
+}
+
+test('a full queue answers 429 with Retry-After, and recovers', async () => {
+  const d = await startDaemon(['--max-running', '1', '--max-waiting', '1']);
+  try {
+    const first = await fetch(d.base + '/v1/completions', { method: 'POST', headers: json, body: longBody({ stream: true }) });
+    const r1 = first.body.getReader();
+    await r1.read(); // running
+    const second = fetch(d.base + '/v1/completions', { method: 'POST', headers: json, body: longBody({ max_tokens: 4 }) });
+    await new Promise((r) => setTimeout(r, 100)); // queued behind the first
+    const third = await fetch(d.base + '/v1/completions', { method: 'POST', headers: json, body: longBody({ max_tokens: 4 }) });
+    assert.equal(third.status, 429);
+    assert.ok(third.headers.get('retry-after'));
+    assert.equal((await third.json()).error.type, 'rate_limit_error');
+    await r1.cancel();
+    const s = await second;
+    assert.equal(s.status, 200);
+    assert.equal((await s.json()).usage.completion_tokens, 4);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('a request past its deadline gets 504, or an error event when streamed', async () => {
+  const d = await startDaemon([]);
+  try {
+    let r = await fetch(d.base + '/v1/completions', { method: 'POST', headers: json, body: longBody({ timeout: 0.05 }) });
+    assert.equal(r.status, 504);
+    const j = await r.json();
+    assert.match(j.error.message, /deadline/);
+    r = await fetch(d.base + '/v1/completions', { method: 'POST', headers: json, body: longBody({ timeout: 0.05, stream: true }) });
+    assert.equal(r.status, 200);
+    const events = (await readAll(r)).split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+    const last = JSON.parse(events.at(-1));
+    assert.match(last.error.message, /deadline/);
+    assert.ok(!events.includes('[DONE]'));
+    assert.equal((await fetch(d.base + '/health')).status, 200);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('SIGTERM: in-flight streams complete, new requests are refused, exit 0', async () => {
+  const d = await startDaemon(['--drain-timeout-s', '20']);
+  const res = await fetch(d.base + '/v1/completions', { method: 'POST', headers: json, body: longBody({ max_tokens: 300, stream: true }) });
+  const reader = res.body.getReader();
+  const first = await reader.read();
+  assert.ok(!first.done);
+  d.proc.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 200));
+  // Not ready any more: new connections are refused, and a kept-alive one
+  // (fetch reuses them) hears 503 from /ready and from generation routes.
+  const probe = await fetch(d.base + '/ready').catch(() => null);
+  if (probe) assert.equal(probe.status, 503);
+  const late = await fetch(d.base + '/v1/completions', { method: 'POST', headers: json, body: longBody({ max_tokens: 2 }) }).catch(() => null);
+  if (late) assert.equal(late.status, 503);
+  let text = new TextDecoder().decode(first.value);
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+  }
+  assert.match(text, /data: \[DONE\]\n\n$/);
+  const chunks = text.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)));
+  assert.equal(chunks.at(-1).choices[0].finish_reason, 'length');
+  const { code } = await d.stop();
+  assert.equal(code, 0);
+});
