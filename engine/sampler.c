@@ -525,3 +525,18 @@ int px_sample_next(px_sampler *s, const px_sampling *p, uint64_t *rng, const flo
     if (p->want_logprobs || p->n_logprobs > 0) fill_logprobs(s, logits, p, out);
     return 0;
 }
+
+int px_sample_logprob(px_sampler *s, const float *logits, int32_t token, int32_t n_top,
+                      px_sample *out) {
+    if (!s || !logits || !out || token < 0 || token >= s->n_vocab || n_top < 0 ||
+        n_top > PX_MAX_LOGPROBS)
+        return PX_EINVAL;
+    memset(out, 0, sizeof(*out));
+    px_sampling p;
+    px_sampling_init(&p);
+    p.want_logprobs = 1;
+    p.n_logprobs = n_top;
+    out->token = token;
+    fill_logprobs(s, logits, &p, out);
+    return 0;
+}

@@ -64,4 +64,10 @@ uint64_t px_rng_seed(uint64_t seed);
 int px_sample_next(px_sampler *s, const px_sampling *p, uint64_t *rng, const float *logits,
                    const int32_t *prev, int32_t n_prompt, int32_t n_out, px_sample *out);
 
+/* Log-probability of `token` and the n_top most likely tokens under the raw
+ * logits (log-softmax, as px_sample_next reports them), into out (out->token
+ * = token). For prompt logprobs. Returns 0 or PX_EINVAL. */
+int px_sample_logprob(px_sampler *s, const float *logits, int32_t token, int32_t n_top,
+                      px_sample *out);
+
 #endif

@@ -44,6 +44,8 @@ typedef enum px_event_type {
     PX_EVENT_DELTA = 0,  /* new text and/or tokens for one choice */
     PX_EVENT_FINISH = 1, /* a choice ended (finish, and error text if ERROR) */
     PX_EVENT_DONE = 2,   /* the request ended: usage; always the last event */
+    PX_EVENT_PROMPT = 3, /* logprob of prompt token `index` (1..n_prompt-1), in order,
+                          * before any DELTA (only with prompt_logprobs) */
 } px_event_type;
 
 typedef struct px_event {
@@ -53,7 +55,8 @@ typedef struct px_event {
     char *text;            /* DELTA, FINISH: bytes safe to emit (may be NULL) */
     size_t text_len;
     int32_t n_tokens;      /* DELTA: tokens covered (0 or 1) */
-    px_sample token;       /* DELTA: the token, with logprobs if asked */
+    px_sample token;       /* DELTA, PROMPT: the token, with logprobs if asked */
+    int32_t index;         /* PROMPT: position of the token in the prompt */
     px_finish finish;      /* FINISH */
     int error;             /* FINISH with ERROR: PX_E* code (PX_ETOOBIG = deadline...) */
     char message[160];     /* FINISH with ERROR: client-safe message */
@@ -74,6 +77,9 @@ struct px_request {
     int32_t n_choices;         /* 1..PX_MAX_CHOICES; choices share the prompt's blocks */
     px_sampling sampling;      /* choice i uses seed + i */
     int ignore_eos;            /* keep going past end-of-generation tokens */
+    int prompt_logprobs;       /* post PROMPT events: logprob of every prompt token
+                                * after the first (evaluation harnesses) */
+    int32_t prompt_top;        /* with prompt_logprobs: top alternatives, 0..20 */
     int priority;              /* higher is admitted first; FIFO within a priority */
     double deadline;           /* monotonic seconds (px_now()); 0 = none */
     int max_pending;           /* outbox bound before the reader is judged gone */

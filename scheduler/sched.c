@@ -44,7 +44,9 @@ typedef struct seq {
     int forked;          /* choice 0: siblings created */
     /* this step */
     int32_t chunk;
-    int32_t logit_row;
+    int32_t logit_row;   /* first logit row of this step, -1 if none */
+    int32_t n_logit_rows;/* 1 (last row), or chunk (prompt logprobs) */
+    int32_t n_plp;       /* prompt positions whose logprobs were posted */
 } seq;
 
 typedef struct seq_list {
@@ -516,6 +518,30 @@ static void reap(px_sched *s, double now) {
     }
 }
 
+/* Choice 0 of a request that asked for prompt logprobs, until all are out. */
+static int wants_prompt_lp(const seq *q) {
+    return q->req->prompt_logprobs && q->choice == 0 && q->n_plp < q->n_prompt - 1;
+}
+
+/* Sets q's logit rows for a chunk of `want` tokens: every row while prompt
+ * logprobs are wanted, else the last row if it completes the known tokens.
+ * Returns the rows taken (want may shrink to the rows left). */
+static int32_t take_logit_rows(const px_sched *s, seq *q, int32_t *want, int32_t pending,
+                               int32_t *logit_rows) {
+    int32_t left = s->max_logit_rows - *logit_rows;
+    if (wants_prompt_lp(q)) {
+        *want = PX_MIN(*want, left);
+        q->n_logit_rows = *want;
+    } else {
+        q->n_logit_rows = *want == pending && left > 0 ? 1 : 0;
+        if (*want == pending && left == 0)
+            *want = 0;
+    }
+    q->logit_row = q->n_logit_rows > 0 ? *logit_rows : -1;
+    *logit_rows += q->n_logit_rows;
+    return q->n_logit_rows;
+}
+
 static int32_t blocks_for(const px_sched *s, int32_t n_tokens) {
     return (n_tokens + s->bs - 1) / s->bs;
 }
@@ -553,19 +579,21 @@ static int32_t plan_step(px_sched *s) {
             }
             int32_t cap = pass == 0 || n_decodes == 0 ? budget : PX_MIN(budget, s->prefill_cap);
             int32_t want = PX_MIN(pending, cap);
-            int needs_logits = want == pending;
-            if (want <= 0 || (needs_logits && logit_rows == s->max_logit_rows)) {
+            int32_t rows_before = logit_rows;
+            take_logit_rows(s, q, &want, pending, &logit_rows);
+            if (want <= 0) {
+                logit_rows = rows_before;
                 i++;
                 continue;
             }
             if (!reserve(s, q, want)) {
                 /* q was preempted (removed from running) or out of memory. */
+                logit_rows = rows_before;
                 if (i < s->running.n && s->running.v[i] == q)
                     i++;
                 continue;
             }
             q->chunk = want;
-            q->logit_row = needs_logits ? logit_rows++ : -1;
             s->plan[n_plan++] = q;
             budget -= want;
             if (pass == 0)
@@ -587,6 +615,13 @@ static int32_t plan_step(px_sched *s) {
         int32_t hit = prefix_lookup(s, q);
         int32_t pending = q->n_tok - q->n_computed;
         int32_t want = PX_MIN(pending, budget);
+        int32_t rows_before = logit_rows;
+        take_logit_rows(s, q, &want, pending, &logit_rows);
+        logit_rows = rows_before; /* taken for real below, once admitted */
+        if (want <= 0) {
+            release_blocks(s, q);
+            break;
+        }
         int32_t need = blocks_for(s, q->n_computed + want) - q->n_blk;
         int32_t reserve_for_running = s->running.n > 0 ? PX_MAX(1, px_blocks_total(s->blocks) / 100)
                                                        : 0;
@@ -614,8 +649,8 @@ static int32_t plan_step(px_sched *s) {
         }
         if (!reserve(s, q, want))
             break; /* not expected after the check above; q was requeued */
+        take_logit_rows(s, q, &want, pending, &logit_rows);
         q->chunk = want;
-        q->logit_row = want == pending ? logit_rows++ : -1;
         s->plan[n_plan++] = q;
         budget -= want;
     }
@@ -722,6 +757,26 @@ static void take_token(px_sched *s, seq *q, const float *row, double now) {
         finish_seq(s, q, PX_FINISH_LENGTH, 0, NULL);
 }
 
+/* Posts the logprob of each prompt token that this step's rows predict
+ * (row for position p predicts the token at p + 1), skipping ones already
+ * posted before a preemption. */
+static void post_prompt_logprobs(px_sched *s, seq *q, int32_t pos0) {
+    for (int32_t k = 0; k < q->n_logit_rows; k++) {
+        int32_t target = pos0 + k + 1;
+        if (target >= q->n_prompt || target <= q->n_plp)
+            continue;
+        px_event *ev = event_new(PX_EVENT_PROMPT, 0);
+        if (!ev)
+            return;
+        const float *row = s->logits + (size_t)(q->logit_row + k) * (size_t)s->n_vocab;
+        px_sample_logprob(s->sampler, row, q->tok[target], q->req->prompt_top, &ev->token);
+        ev->n_tokens = 1;
+        ev->index = target;
+        post(q->req, ev);
+        q->n_plp = target;
+    }
+}
+
 static void update_gauges(px_sched *s) {
     px_stats_lock(&s->stats);
     s->stats.c.running = s->running.n;
@@ -749,7 +804,7 @@ int px_sched_step(px_sched *s) {
                 s->b_tok[n] = q->tok[pos];
                 s->b_pos[n] = pos;
                 s->b_seq[n] = p;
-                s->b_want[n] = q->logit_row >= 0 && k == q->chunk - 1;
+                s->b_want[n] = q->n_logit_rows == q->chunk || (q->logit_row >= 0 && k == q->chunk - 1);
             }
         }
         px_batch b = {.n_tok = n, .tokens = s->b_tok, .pos = s->b_pos, .seq = s->b_seq,
@@ -781,16 +836,20 @@ int px_sched_step(px_sched *s) {
             seq *forks[PX_MAX_CHOICES];
             for (int32_t p = 0; p < n_plan; p++) {
                 seq *q = s->plan[p];
+                int32_t pos0 = q->n_computed;
                 q->n_computed += q->chunk;
+                if (q->n_logit_rows > 1 || (q->n_logit_rows == 1 && wants_prompt_lp(q)))
+                    post_prompt_logprobs(s, q, pos0);
                 if (q->state == SEQ_PREFILL && q->n_computed == q->n_tok && q->n_gen == 0) {
                     px_stats_lock(&s->stats);
                     s->stats.c.prompt_tokens += (uint64_t)q->n_prompt;
                     px_stats_unlock(&s->stats);
                 }
                 publish_full(s, q);
-                if (q->logit_row < 0)
+                if (q->logit_row < 0 || q->n_computed < q->n_tok)
                     continue;
-                const float *row = s->logits + (size_t)q->logit_row * (size_t)s->n_vocab;
+                const float *row =
+                    s->logits + (size_t)(q->logit_row + q->n_logit_rows - 1) * (size_t)s->n_vocab;
                 if (has_nonfinite(row, s->n_vocab)) {
                     finish_seq(s, q, PX_FINISH_ERROR, PX_EINVAL, "internal error in the model");
                     continue;
@@ -856,7 +915,8 @@ int px_sched_submit(px_sched *s, px_request *r, char *err, size_t errlen) {
     const px_sampling *sp = &r->sampling;
     if (!(sp->temperature >= 0) || !(sp->top_p > 0 && sp->top_p <= 1) ||
         !(sp->min_p >= 0 && sp->min_p <= 1) || !(sp->repetition_penalty > 0) ||
-        sp->n_logprobs < 0 || sp->n_logprobs > PX_MAX_LOGPROBS)
+        sp->n_logprobs < 0 || sp->n_logprobs > PX_MAX_LOGPROBS || r->prompt_top < 0 ||
+        r->prompt_top > PX_MAX_LOGPROBS)
         return px_fail(err, errlen, PX_EINVAL, "invalid sampling parameters");
     if (r->n_prompt >= s->n_ctx)
         return px_fail(err, errlen, PX_ETOOBIG,

@@ -36,6 +36,9 @@ struct px_stream {
     px_sample *lps[PX_MAX_CHOICES]; /* non-streamed logprobs */
     int n_lps[PX_MAX_CHOICES], cap_lps[PX_MAX_CHOICES];
     int64_t text_cp[PX_MAX_CHOICES]; /* code points sent per choice (text_offset) */
+    px_sample *plps;    /* prompt logprobs (completions echo), index 1.. */
+    int n_plps, cap_plps;
+    int echo_sent[PX_MAX_CHOICES];
     px_api_error err;   /* first error reported by the scheduler */
     int has_err;
     px_stream *prev, *next;
@@ -65,6 +68,7 @@ static void free_stream(px_server *s, px_stream *st) {
     }
     px_api_req_free(&st->areq);
     px_buf_free(&st->out);
+    free(st->plps);
     for (int i = 0; i < PX_MAX_CHOICES; i++) {
         px_buf_free(&st->text[i]);
         free(st->lps[i]);
@@ -112,13 +116,15 @@ void px_stream_resume_all(px_server *s) {
 static void fill_logprob(const px_tokenizer *tok, const px_sample *smp, int n_top,
                          px_api_logprob *lp, char (*pool)[128]) {
     memset(lp, 0, sizeof *lp);
-    int k = px_tokenizer_piece(tok, smp->token, 1, pool[0], sizeof pool[0]);
+    /* Token texts as they appear in the response text (control tokens are
+     * empty), so text_offset indexes the text. */
+    int k = px_tokenizer_piece(tok, smp->token, 0, pool[0], sizeof pool[0]);
     lp->token = pool[0];
     lp->token_len = k > 0 ? (size_t)k : 0;
     lp->logprob = smp->logprob;
     lp->n_top = PX_MIN(n_top, smp->n_top);
     for (int i = 0; i < lp->n_top && i < 20; i++) {
-        int t = px_tokenizer_piece(tok, smp->top_ids[i], 1, pool[i + 1], sizeof pool[i + 1]);
+        int t = px_tokenizer_piece(tok, smp->top_ids[i], 0, pool[i + 1], sizeof pool[i + 1]);
         lp->top_token[i] = pool[i + 1];
         lp->top_len[i] = t > 0 ? (size_t)t : 0;
         lp->top_logprob[i] = smp->top_logprobs[i];
@@ -164,47 +170,122 @@ static void error_from_event(const px_event *ev, px_api_error *e) {
         px_api_fail(e, 500, "server_error", NULL, NULL, "%s", ev->message);
 }
 
-static void keep_sample(px_stream *st, int choice, const px_sample *smp) {
-    if (st->n_lps[choice] == st->cap_lps[choice]) {
-        int cap = st->cap_lps[choice] ? st->cap_lps[choice] * 2 : 64;
-        px_sample *v = realloc(st->lps[choice], sizeof *v * (size_t)cap);
-        if (!v)
+static void push_sample(px_sample **v, int *n, int *cap, const px_sample *smp) {
+    if (*n == *cap) {
+        int c = *cap ? *cap * 2 : 64;
+        px_sample *nv = realloc(*v, sizeof *nv * (size_t)c);
+        if (!nv)
             return;
-        st->lps[choice] = v;
-        st->cap_lps[choice] = cap;
+        *v = nv;
+        *cap = c;
     }
-    st->lps[choice][st->n_lps[choice]++] = *smp;
+    (*v)[(*n)++] = *smp;
+}
+
+static void keep_sample(px_stream *st, int choice, const px_sample *smp) {
+    push_sample(&st->lps[choice], &st->n_lps[choice], &st->cap_lps[choice], smp);
+}
+
+/* The prompt's tokens as samples for echo: the first has no logprob. */
+static int echo_len(const px_stream *st) {
+    return st->areq.echo ? st->areq.n_prompt : 0;
+}
+
+static void echo_sample(const px_stream *st, int i, px_sample *out, int *missing) {
+    if (i > 0 && i - 1 < st->n_plps) {
+        *out = st->plps[i - 1];
+        *missing = 0;
+    } else {
+        memset(out, 0, sizeof *out);
+        out->token = st->areq.prompt[i];
+        *missing = 1;
+    }
+}
+
+/* Streams the echoed prompt for a choice before its first token: one chunk
+ * per prompt token with logprobs, else one chunk with the whole text. */
+static void send_echo(px_stream *st, int choice) {
+    if (!st->areq.echo || st->echo_sent[choice])
+        return;
+    st->echo_sent[choice] = 1;
+    px_buf text = {0};
+    for (int i = 0; i < st->areq.n_prompt; i++) {
+        char piece[128];
+        int k = px_tokenizer_piece(st->srv->tok, st->areq.prompt[i], 0, piece, sizeof piece);
+        if (k < 0)
+            k = 0;
+        if (st->areq.logprobs) {
+            px_sample smp;
+            int missing;
+            echo_sample(st, i, &smp, &missing);
+            px_api_logprob lp;
+            char pool[21][128];
+            fill_logprob(st->srv->tok, &smp, st->areq.top_logprobs, &lp, pool);
+            lp.missing = missing;
+            lp.text_offset = st->text_cp[choice];
+            px_api_openai_chunk(&st->out, &st->meta, choice, 0, piece, (size_t)k, NULL, &lp,
+                                st->areq.include_usage);
+            for (int b = 0; b < k; b++)
+                st->text_cp[choice] += ((unsigned char)piece[b] & 0xC0) != 0x80;
+        } else {
+            px_buf_append(&text, piece, (size_t)k);
+        }
+    }
+    if (!st->areq.logprobs && text.len > 0)
+        sse_chunk(st, choice, text.data, text.len, NULL, NULL);
+    px_buf_free(&text);
 }
 
 static void render_whole(px_stream *st, const px_event *done) {
     px_api_choice ch[PX_MAX_CHOICES];
     px_api_logprob *lps[PX_MAX_CHOICES] = {0};
     char(*pool)[21][128] = NULL;
-    int total = 0;
+    int total = 0, n_echo = echo_len(st);
     for (int c = 0; c < st->n_choices; c++)
-        total += st->n_lps[c];
+        total += st->n_lps[c] + n_echo;
+    px_buf echo = {0};
+    for (int i = 0; i < n_echo; i++) {
+        char piece[128];
+        int k = px_tokenizer_piece(st->srv->tok, st->areq.prompt[i], 0, piece, sizeof piece);
+        if (k > 0)
+            px_buf_append(&echo, piece, (size_t)k);
+    }
+    px_buf texts[PX_MAX_CHOICES] = {{0}};
     if (st->areq.logprobs && total > 0)
         pool = malloc(sizeof *pool * (size_t)total);
     int at = 0;
     for (int c = 0; c < st->n_choices; c++) {
-        ch[c] = (px_api_choice){.text = st->text[c].data ? st->text[c].data : "",
-                                .text_len = st->text[c].len,
+        px_buf_append(&texts[c], echo.data, echo.len);
+        px_buf_append(&texts[c], st->text[c].data, st->text[c].len);
+        ch[c] = (px_api_choice){.text = texts[c].data ? texts[c].data : "",
+                                .text_len = texts[c].len,
                                 .finish = finish_name(st->finish[c])};
         if (pool) {
-            lps[c] = calloc((size_t)st->n_lps[c] + 1, sizeof(px_api_logprob));
-            for (int k = 0; lps[c] && k < st->n_lps[c]; k++)
-                fill_logprob(st->srv->tok, &st->lps[c][k], st->areq.top_logprobs, &lps[c][k],
-                             pool[at++]);
+            int n = n_echo + st->n_lps[c];
+            lps[c] = calloc((size_t)n + 1, sizeof(px_api_logprob));
+            for (int k = 0; lps[c] && k < n; k++) {
+                px_sample smp;
+                int missing = 0;
+                if (k < n_echo)
+                    echo_sample(st, k, &smp, &missing);
+                else
+                    smp = st->lps[c][k - n_echo];
+                fill_logprob(st->srv->tok, &smp, st->areq.top_logprobs, &lps[c][k], pool[at++]);
+                lps[c][k].missing = missing;
+            }
             ch[c].lps = lps[c];
-            ch[c].n_lps = lps[c] ? st->n_lps[c] : 0;
+            ch[c].n_lps = lps[c] ? n : 0;
         }
     }
     st->out.len = 0;
     st->out_off = 0;
     px_api_openai_response(&st->out, &st->meta, ch, st->n_choices, done->prompt_tokens,
                            done->completion_tokens, done->cached_tokens);
-    for (int c = 0; c < st->n_choices; c++)
+    for (int c = 0; c < st->n_choices; c++) {
         free(lps[c]);
+        px_buf_free(&texts[c]);
+    }
+    px_buf_free(&echo);
     free(pool);
     st->whole_status = 200;
 }
@@ -213,6 +294,12 @@ static void render_whole(px_stream *st, const px_event *done) {
 static void take_events(px_server *s, px_stream *st) {
     px_event *ev = px_request_take_events(st->r);
     for (px_event *e = ev; e; e = e->next) {
+        if (e->type == PX_EVENT_PROMPT) {
+            push_sample(&st->plps, &st->n_plps, &st->cap_plps, &e->token);
+            continue;
+        }
+        if (st->streaming && (e->type == PX_EVENT_DELTA || e->type == PX_EVENT_FINISH))
+            send_echo(st, e->choice);
         if (e->type == PX_EVENT_DELTA) {
             if (st->streaming) {
                 if (e->text_len > 0 || (e->n_tokens && st->areq.logprobs))
@@ -335,6 +422,10 @@ enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq) {
     r->sampling.want_logprobs = st->areq.logprobs;
     r->sampling.n_logprobs = st->areq.logprobs ? st->areq.top_logprobs : 0;
     r->ignore_eos = st->areq.ignore_eos;
+    if (st->areq.echo && st->areq.logprobs) {
+        r->prompt_logprobs = 1;
+        r->prompt_top = st->areq.top_logprobs;
+    }
     r->priority = st->areq.priority;
     double timeout = s->cfg->request_timeout_s;
     if (st->areq.timeout_s > 0)

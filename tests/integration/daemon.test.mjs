@@ -166,6 +166,30 @@ test('logprobs in chat responses', async () => {
   }
 });
 
+test('completions echo with logprobs scores the prompt (evaluation harnesses)', async () => {
+  const tok = await post('/tokenize', { content: 'The quick brown fox', add_special: true });
+  assert.equal(tok.status, 200, tok.text);
+  const n = tok.json.tokens.length;
+  const r = await post('/v1/completions', { model: 'tiny', prompt: 'The quick brown fox', max_tokens: 1, temperature: 0, echo: true, logprobs: 2, ignore_eos: true });
+  assert.equal(r.status, 200, r.text);
+  const c = r.json.choices[0];
+  assert.ok(c.text.startsWith('The quick brown fox'));
+  const lp = c.logprobs;
+  assert.equal(lp.tokens.length, n + 1);
+  assert.equal(lp.token_logprobs[0], null);
+  assert.equal(lp.top_logprobs[0], null);
+  for (let i = 1; i < n + 1; i++) {
+    assert.ok(lp.token_logprobs[i] <= 0);
+    assert.ok(Object.keys(lp.top_logprobs[i]).length >= 1);
+  }
+  // Offsets index the text.
+  for (let i = 0; i < lp.tokens.length; i++)
+    assert.equal([...c.text].slice(lp.text_offset[i], lp.text_offset[i] + [...lp.tokens[i]].length).join(''), lp.tokens[i]);
+  // Same numbers whatever the generation length.
+  const r2 = await post('/v1/completions', { model: 'tiny', prompt: 'The quick brown fox', max_tokens: 3, temperature: 0, echo: true, logprobs: 2, ignore_eos: true });
+  assert.deepEqual(r2.json.choices[0].logprobs.token_logprobs.slice(0, n), lp.token_logprobs.slice(0, n));
+});
+
 test('errors: auth, JSON, routes, methods, body size, context', async () => {
   let r = await post('/v1/chat/completions', { model: 'x', messages: [{ role: 'user', content: 'a' }] }, { 'Content-Type': 'application/json' });
   assert.equal(r.status, 401);

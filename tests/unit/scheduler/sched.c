@@ -582,6 +582,77 @@ START_TEST(test_slow_reader_and_deadline) {
 }
 END_TEST
 
+/* Prompt logprobs (completions echo): one PROMPT event per prompt token
+ * after the first, in order, before any token, matching the log-softmax of
+ * a direct forward pass; the prompt is split over steps by the logit-row
+ * limit. */
+START_TEST(test_prompt_logprobs) {
+    px_model *m = load_model(64, 64, 8);
+    px_sched *s = make_sched(m, 64, 4, 1);
+    int32_t prompt[40];
+    make_prompt(prompt, 40, 31);
+    /* Reference: all rows' logits of the prompt in one pass. */
+    int32_t n_vocab = px_model_config_get(m)->n_vocab;
+    px_model_free(g_ref_model); /* this test needs every row's logits */
+    g_ref_model = load_model(64, 256, 64);
+    float *logits = malloc(sizeof(float) * 40 * (size_t)n_vocab);
+    int32_t blocks[4] = {0, 1, 2, 3}, pos[40], sq[40] = {0};
+    uint8_t want[40];
+    for (int i = 0; i < 40; i++) {
+        pos[i] = i;
+        want[i] = 1;
+    }
+    px_batch_seq bs = {blocks, 4};
+    px_batch b = {.n_tok = 40, .tokens = prompt, .pos = pos, .seq = sq, .want_logits = want,
+                  .n_seqs = 1, .seqs = &bs};
+    char err[256];
+    ck_assert_msg(px_forward(g_ref_model, &b, logits, err, sizeof err) == 0, "%s", err);
+    px_request *r = make_request(prompt, 40, 3);
+    r->prompt_logprobs = 1;
+    r->prompt_top = 3;
+    ck_assert_int_eq(px_sched_submit(s, r, err, sizeof err), 0);
+    int n_prompt_ev = 0, seen_delta = 0, done = 0;
+    for (int steps = 0; steps < 1000 && !done; steps++) {
+        px_sched_step(s);
+        px_event *ev = px_request_take_events(r);
+        for (px_event *e = ev; e; e = e->next) {
+            if (e->type == PX_EVENT_PROMPT) {
+                ck_assert_msg(!seen_delta, "prompt logprob after a token");
+                ck_assert_int_eq(e->index, n_prompt_ev + 1);
+                ck_assert_int_eq(e->token.token, prompt[e->index]);
+                const float *row = logits + (size_t)(e->index - 1) * n_vocab;
+                double mx = -INFINITY, sum = 0;
+                for (int32_t v = 0; v < n_vocab; v++)
+                    mx = row[v] > mx ? row[v] : mx;
+                for (int32_t v = 0; v < n_vocab; v++)
+                    sum += exp(row[v] - mx);
+                double want_lp = row[prompt[e->index]] - mx - log(sum);
+                ck_assert_msg(fabs(e->token.logprob - want_lp) < TIE_EPS,
+                              "position %d: logprob %g, reference %g", e->index,
+                              (double)e->token.logprob, want_lp);
+                ck_assert_int_eq(e->token.n_top, 3);
+                ck_assert(e->token.top_logprobs[0] >= e->token.top_logprobs[1]);
+                ck_assert(e->token.top_logprobs[0] >= e->token.logprob - 1e-6f);
+                n_prompt_ev++;
+            } else if (e->type == PX_EVENT_DELTA) {
+                seen_delta = 1;
+            } else if (e->type == PX_EVENT_DONE) {
+                done = 1;
+            }
+        }
+        px_event_free_list(ev);
+    }
+    ck_assert(done);
+    ck_assert_int_eq(n_prompt_ev, 39);
+    ck_assert(seen_delta);
+    free(logits);
+    px_request_unref(r);
+    expect_idle(s);
+    px_sched_destroy(s);
+    px_model_free(m);
+}
+END_TEST
+
 /* --- stress: the threaded scheduler, 1,000 requests, random lengths and
  * cancellations, a tiny cache --- */
 
@@ -730,6 +801,7 @@ Suite *px_suite_sched(void) {
     tcase_add_test(tc, test_cancel_running);
     tcase_add_test(tc, test_submit_errors);
     tcase_add_test(tc, test_slow_reader_and_deadline);
+    tcase_add_test(tc, test_prompt_logprobs);
     tcase_add_test(tc, test_stress_threaded);
     suite_add_tcase(s, tc);
     return s;
