@@ -5,10 +5,29 @@
  * quantized to int8: PX_BLOCK_Q8A blocks of 32 for Q4_0/Q5_0/Q8_0 weights,
  * px_block_q8_K blocks of 256 for Q4_K/Q5_K/Q6_K; F32/F16/BF16 weights take
  * float activations. The AVX-512 set also has "gemm16" kernels for batches:
- * 16 tokens sit in the 16 lanes of a zmm (activations transposed by
- * quantize_q8t), so each weight byte is loaded once per 16 tokens; and
- * "gemm4" for small batches: lanes hold 4 tokens x 4 weight groups, so no
- * lane idles at 4 or 8 tokens.
+ * 16 tokens sit in the 16 lanes of a zmm (activations transposed from the
+ * row formats by px__q8t_from_q8a / _q8k), so each weight byte is loaded
+ * once per 16 tokens.
+ *
+ * Batch invariance: every kernel computes each output with the same float
+ * operations in the same order, whatever the number of tokens, the path or
+ * the thread split, so a row of y is bitwise what it is for that row alone.
+ * The canonical computation of out = dot(weight row, activation row):
+ *   _0 types: per block b of 32, isum_b = sum w_j x_j exactly (int),
+ *     p_b = (float)isum_b * (dw_b * dx_b); per group g of 8 blocks (the
+ *     last padded with p = +0.0f) G_g = ((p0+p1)+(p2+p3))+((p4+p5)+(p6+p7));
+ *     out = ((0 + G_0) + G_1) + ...
+ *   Q4_K / Q5_K: per superblock, isc = sum_s sc_s * dot_s and imn = sum_s
+ *     m_s * xsum_s exactly; p = (float)isc * (d * dx) - (float)imn * (dmin *
+ *     dx); out = ((0 + p_0) + p_1) + ...
+ *   Q6_K: isum = sum_s sc_s * sum_j (q_j - 32) x_j exactly; p = (float)isum
+ *     * (d * dx); out as for Q4_K.
+ *   Every operation is a separately rounded float mul or add (no FMA), so the
+ *   portable set gives the same bits as the SIMD ones; activations are
+ *   quantized identically by every set (round half even of x * (127/amax)).
+ *   Float weights: the SIMD sets use a fixed 32-lane FMA order per token,
+ *   the portable set a sequential one; each is independent of n_tok but the
+ *   two differ.
  * Owns: nothing. Any thread (pure functions over caller memory). */
 #ifndef PX_KERNELS_H
 #define PX_KERNELS_H
@@ -31,29 +50,23 @@ _Static_assert(sizeof(px_block_q8a) == 40, "q8a block");
 /* Transposed activations for gemm16, one group of 16 tokens, per block of 32
  * elements: qs[k][t][4] = q[t][4k..4k+3] (signed; the weights take the
  * unsigned slot of vpdpbusd, so their offsets come off as off * sa / sb);
- * sa[t], sb[t] the sums of q[t][0..15] and q[t][16..31]; d[t] the scale,
- * ds[t] = d * (sa + sb). Tokens past n_tok in a group are zero. */
+ * sa[t], sb[t] the sums of q[t][0..15] and q[t][16..31]; d[t] the scale (of
+ * the q8a block, or of the whole q8_K superblock for the K types). The
+ * values are exactly those of the row formats. Tokens past n_tok are zero. */
 typedef struct px_block_q8t {
     int8_t qs[8][16][4];
     int32_t sa[16], sb[16];
     float d[16];
-    float ds[16];
 } px_block_q8t;
-_Static_assert(sizeof(px_block_q8t) == 768, "q8t block");
+_Static_assert(sizeof(px_block_q8t) == 704, "q8t block");
 
-/* Activations for gemm4, one group of 4 tokens, per block of 32 elements:
- * two zmm images, lane 4k + t of image z holding q[t][16z + 4k .. +3], so
- * a zmm of weight groups [w_k x 4 tokens] meets all 4 tokens at once. ca /
- * cb are each lane's sums of q in image 0 / 1; d[4k + t] = d of token t;
- * ds[t] = d * sum(q) of token t in lanes 0..3 only (the kernel sums lanes
- * over k at the end). Tokens past n_tok are zero. */
-typedef struct px_block_q8t4 {
-    int8_t qs[2][16][4];
-    int32_t ca[16], cb[16];
-    float d[16];
-    float ds[16];
-} px_block_q8t4;
-_Static_assert(sizeof(px_block_q8t4) == 384, "q8t4 block");
+/* Transposes n_tok (<= 16) activation rows of nb q8a blocks (rows x_stride
+ * blocks apart) into nb q8t blocks. */
+void px__q8t_from_q8a(const px_block_q8a *x, size_t x_stride, int n_tok, int64_t nb,
+                      px_block_q8t *y);
+/* The same from rows of nb256 q8_K superblocks (8 q8t blocks each). */
+void px__q8t_from_q8k(const px_block_q8_K *x, size_t x_stride, int n_tok, int64_t nb256,
+                      px_block_q8t *y);
 
 /* Row dots compute up to this many activation rows per weight row. */
 #define PX_NRC_MAX 4
@@ -70,25 +83,15 @@ typedef void (*px_gemm16_fn)(int64_t n, const void *w, size_t w_stride, int n_ro
 /* Dequantizes a row of n elements to float. */
 typedef void (*px_to_f32_fn)(const void *w, float *y, int64_t n);
 
-/* As px_gemm16_fn for gemm4: xt holds (n_tok + 3) / 4 groups of n / 32
- * px_block_q8t4, one group after another. */
-typedef void (*px_gemm4_fn)(int64_t n, const void *w, size_t w_stride, int n_rows,
-                            const px_block_q8t4 *xt, int n_tok, float *y, size_t y_stride);
-
 typedef struct px_kernels {
     const char *name;                      /* "portable", "avx2", "avx512-vnni" */
     px_vec_dot_fn vec_dot[PX_DTYPE_COUNT]; /* NULL for dtypes without kernels */
     px_gemm16_fn gemm16[PX_DTYPE_COUNT];   /* NULL when the set has none */
-    px_gemm4_fn gemm4[PX_DTYPE_COUNT];     /* NULL when the set has none */
     px_to_f32_fn to_f32[PX_DTYPE_COUNT];
     /* x (n floats, n % 32 == 0) -> n / 32 blocks. */
     void (*quantize_q8a)(const float *x, px_block_q8a *y, int64_t n);
     /* x (n floats, n % 256 == 0) -> n / 256 blocks with bsums. */
     void (*quantize_q8k)(const float *x, px_block_q8_K *y, int64_t n);
-    /* n_tok (<= 16) rows of n floats, x_stride floats apart -> n / 32 blocks. */
-    void (*quantize_q8t)(const float *x, size_t x_stride, int n_tok, int64_t n, px_block_q8t *y);
-    /* n_tok (<= 4) rows of n floats, x_stride floats apart -> n / 32 blocks. */
-    void (*quantize_q8t4)(const float *x, size_t x_stride, int n_tok, int64_t n, px_block_q8t4 *y);
     float (*dot_f16_f32)(int64_t n, const px_f16 *a, const float *b);
     void (*axpy_f16_f32)(int64_t n, float alpha, const px_f16 *x, float *y);
     void (*f32_to_f16_row)(int64_t n, const float *x, px_f16 *y);
@@ -106,8 +109,9 @@ typedef enum px_matmul_path {
     PX_MATMUL_AUTO = 0,
     PX_MATMUL_ROWS,   /* row dots, PX_NRC_MAX tokens per weight row pass */
     PX_MATMUL_GEMM16, /* int8 VNNI, 16 tokens per zmm */
-    PX_MATMUL_GEMM4,  /* int8 VNNI, 4 tokens x 4 weight groups per zmm */
-    PX_MATMUL_BLAS,   /* sgemm on dequantized weight tiles */
+    PX_MATMUL_GEMM4,  /* (retired: not batch invariant; falls back to ROWS) */
+    PX_MATMUL_BLAS,   /* sgemm on dequantized weight tiles: forced only, since
+                         sgemm's rounding depends on n_tok */
 } px_matmul_path;
 void px__matmul_force_path(px_matmul_path path);
 /* The kernel set px_matmul uses (after any px_matmul_force_kernels). */

@@ -26,7 +26,6 @@ static inline __attribute__((always_inline)) __m256i madd16_acc(__m256i acc, __m
 const px_kernels px__kernels_avx2 = {
     .name = "avx2",
     PX_X86_TABLE_COMMON,
-    .quantize_q8t = NULL,
 };
 
 #else

@@ -1,9 +1,16 @@
 /* kernels_ref.c — the portable kernel set: dot products straight from the
  * GGUF block layouts (types.h), activation quantizers, row dequantizers and
- * the F16 attention helpers. The SIMD sets are checked against these. */
+ * the F16 attention helpers. The SIMD sets are checked against these; for
+ * quantized weights they give the same bits (kernels.h). */
 #include <math.h>
 
 #include "kernels.h"
+
+/* The canonical combination is a sequence of separately rounded operations
+ * (kernels.h): no contraction into FMA (clang's default within expressions). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 /* ---- activation quantizers ---------------------------------------------- */
 
@@ -43,44 +50,40 @@ static void quantize_q8k(const float *x, px_block_q8_K *y, int64_t n) {
     }
 }
 
-static void quantize_q8t(const float *x, size_t x_stride, int n_tok, int64_t n, px_block_q8t *y) {
-    int64_t nb = n / 32;
+/* ---- transposed activations for gemm16 ---------------------------------- */
+
+void px__q8t_from_q8a(const px_block_q8a *x, size_t x_stride, int n_tok, int64_t nb,
+                      px_block_q8t *y) {
     memset(y, 0, (size_t)nb * sizeof(*y));
     for (int t = 0; t < n_tok; t++) {
+        const px_block_q8a *xr = x + (size_t)t * x_stride;
         for (int64_t b = 0; b < nb; b++) {
-            px_block_q8a a;
-            quantize_q8a(x + t * x_stride + b * 32, &a, 32);
             int32_t sa = 0;
-            for (int j = 0; j < 32; j++) {
-                y[b].qs[j / 4][t][j % 4] = a.qs[j];
-                sa += j < 16 ? a.qs[j] : 0;
-            }
+            for (int k = 0; k < 8; k++)
+                memcpy(y[b].qs[k][t], xr[b].qs + 4 * k, 4);
+            for (int j = 0; j < 16; j++)
+                sa += xr[b].qs[j];
             y[b].sa[t] = sa;
-            y[b].sb[t] = a.sum - sa;
-            y[b].d[t] = a.d;
-            y[b].ds[t] = a.d * (float)a.sum;
+            y[b].sb[t] = xr[b].sum - sa;
+            y[b].d[t] = xr[b].d;
         }
     }
 }
 
-static void quantize_q8t4(const float *x, size_t x_stride, int n_tok, int64_t n, px_block_q8t4 *y) {
-    int64_t nb = n / 32;
-    memset(y, 0, (size_t)nb * sizeof(*y));
+void px__q8t_from_q8k(const px_block_q8_K *x, size_t x_stride, int n_tok, int64_t nb256,
+                      px_block_q8t *y) {
+    memset(y, 0, (size_t)nb256 * 8 * sizeof(*y));
     for (int t = 0; t < n_tok; t++) {
-        for (int64_t b = 0; b < nb; b++) {
-            px_block_q8a a;
-            quantize_q8a(x + t * x_stride + b * 32, &a, 32);
-            for (int j = 0; j < 32; j++) {
-                int z = j / 16, l = 4 * ((j % 16) / 4) + t;
-                y[b].qs[z][l][j % 4] = a.qs[j];
-                if (z == 0)
-                    y[b].ca[l] += a.qs[j];
-                else
-                    y[b].cb[l] += a.qs[j];
+        const px_block_q8_K *xr = x + (size_t)t * x_stride;
+        for (int64_t b = 0; b < nb256; b++) {
+            for (int c = 0; c < 8; c++) {
+                px_block_q8t *o = &y[8 * b + c];
+                for (int k = 0; k < 8; k++)
+                    memcpy(o->qs[k][t], xr[b].qs + 32 * c + 4 * k, 4);
+                o->sa[t] = xr[b].bsums[2 * c];
+                o->sb[t] = xr[b].bsums[2 * c + 1];
+                o->d[t] = xr[b].d;
             }
-            for (int k = 0; k < 4; k++)
-                y[b].d[4 * k + t] = a.d;
-            y[b].ds[t] = a.d * (float)a.sum;
         }
     }
 }
@@ -145,101 +148,100 @@ static void dec_q6_K(const px_block_q6_K *b, int *q) {
 
 #define ACT(x, t, stride) ((const void *)((const char *)(x) + (size_t)(t) * (stride)))
 
-static void dot_q4_0(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
-    const px_block_q4_0 *wb = w;
-    for (int t = 0; t < nrc; t++) {
-        const px_block_q8a *xb = ACT(x, t, bx);
-        float acc = 0.0f;
-        for (int64_t b = 0; b < n / 32; b++) {
-            int q[32], s = 0;
-            dec_q4_0(&wb[b], q);
-            for (int j = 0; j < 32; j++)
-                s += q[j] * xb[b].qs[j];
-            s -= 8 * xb[b].sum;
-            acc += px__f16_to_f32(wb[b].d) * xb[b].d * (float)s;
-        }
-        out[t] = acc;
+/* The canonical combination of the _0 types (kernels.h): block products
+ * p_b = (float)isum_b * (dw_b * dx_b) summed in groups of 8 by a fixed tree,
+ * group sums added in order to acc (the caller's groups come in chunks of
+ * a multiple of 8 blocks). */
+static float sum_groups_0(float acc, const float *p, int64_t nb) {
+    for (int64_t g = 0; g < nb; g += 8) {
+        float q[8];
+        for (int c = 0; c < 8; c++)
+            q[c] = g + c < nb ? p[g + c] : 0.0f;
+        acc = acc + (((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7])));
     }
+    return acc;
 }
 
-static void dot_q5_0(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
-    const px_block_q5_0 *wb = w;
-    for (int t = 0; t < nrc; t++) {
-        const px_block_q8a *xb = ACT(x, t, bx);
-        float acc = 0.0f;
-        for (int64_t b = 0; b < n / 32; b++) {
-            int q[32], s = 0;
-            dec_q5_0(&wb[b], q);
-            for (int j = 0; j < 32; j++)
-                s += q[j] * xb[b].qs[j];
-            s -= 16 * xb[b].sum;
-            acc += px__f16_to_f32(wb[b].d) * xb[b].d * (float)s;
-        }
-        out[t] = acc;
+enum { MAX_BLOCKS_ON_STACK = 256 };
+
+/* One _0-type row against nrc activation rows; isum(b, xb) is the exact
+ * block dot of weight block b with activation block xb. */
+#define DOT_0(NAME, BLOCK, ISUM)                                                                   \
+    static void NAME(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {    \
+        const BLOCK *wb = w;                                                                       \
+        int64_t nb = n / 32;                                                                       \
+        for (int t = 0; t < nrc; t++) {                                                            \
+            const px_block_q8a *xb = ACT(x, t, bx);                                                \
+            float acc = 0.0f;                                                                      \
+            for (int64_t g = 0; g < nb; g += MAX_BLOCKS_ON_STACK) {                                \
+                float p[MAX_BLOCKS_ON_STACK];                                                      \
+                int64_t cnt = nb - g < MAX_BLOCKS_ON_STACK ? nb - g : MAX_BLOCKS_ON_STACK;         \
+                for (int64_t b = g; b < g + cnt; b++) {                                            \
+                    int32_t s = ISUM;                                                              \
+                    p[b - g] = (float)s * (px__f16_to_f32(wb[b].d) * xb[b].d);                     \
+                }                                                                                  \
+                acc = sum_groups_0(acc, p, cnt);                                                   \
+            }                                                                                      \
+            out[t] = acc;                                                                          \
+        }                                                                                          \
     }
+
+static int32_t isum_q4_0(const px_block_q4_0 *w, const px_block_q8a *x) {
+    int q[32], s = 0;
+    dec_q4_0(w, q);
+    for (int j = 0; j < 32; j++)
+        s += q[j] * x->qs[j];
+    return s - 8 * x->sum;
 }
 
-static void dot_q8_0(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
-    const px_block_q8_0 *wb = w;
-    for (int t = 0; t < nrc; t++) {
-        const px_block_q8a *xb = ACT(x, t, bx);
-        float acc = 0.0f;
-        for (int64_t b = 0; b < n / 32; b++) {
-            int s = 0;
-            for (int j = 0; j < 32; j++)
-                s += wb[b].qs[j] * xb[b].qs[j];
-            acc += px__f16_to_f32(wb[b].d) * xb[b].d * (float)s;
-        }
-        out[t] = acc;
-    }
+static int32_t isum_q5_0(const px_block_q5_0 *w, const px_block_q8a *x) {
+    int q[32], s = 0;
+    dec_q5_0(w, q);
+    for (int j = 0; j < 32; j++)
+        s += q[j] * x->qs[j];
+    return s - 16 * x->sum;
 }
 
-/* K dots: sum over sub-blocks of d*sc*sum(q*x) - dmin*m*sum(x), times dx. */
-static void dot_q4_K(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
-    const px_block_q4_K *wb = w;
-    for (int t = 0; t < nrc; t++) {
-        const px_block_q8_K *xb = ACT(x, t, bx);
-        float acc = 0.0f;
-        for (int64_t b = 0; b < n / 256; b++) {
-            int q[256], sc[8], mn[8];
-            dec_q4_K(&wb[b], q, sc, mn);
-            int32_t isc = 0, imn = 0;
-            for (int s = 0; s < 8; s++) {
-                int32_t d = 0;
-                for (int j = 32 * s; j < 32 * s + 32; j++)
-                    d += q[j] * xb[b].qs[j];
-                isc += sc[s] * d;
-                imn += mn[s] * (xb[b].bsums[2 * s] + xb[b].bsums[2 * s + 1]);
-            }
-            acc += xb[b].d *
-                   (px__f16_to_f32(wb[b].d) * (float)isc - px__f16_to_f32(wb[b].dmin) * (float)imn);
-        }
-        out[t] = acc;
-    }
+static int32_t isum_q8_0(const px_block_q8_0 *w, const px_block_q8a *x) {
+    int s = 0;
+    for (int j = 0; j < 32; j++)
+        s += w->qs[j] * x->qs[j];
+    return s;
 }
 
-static void dot_q5_K(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
-    const px_block_q5_K *wb = w;
-    for (int t = 0; t < nrc; t++) {
-        const px_block_q8_K *xb = ACT(x, t, bx);
-        float acc = 0.0f;
-        for (int64_t b = 0; b < n / 256; b++) {
-            int q[256], sc[8], mn[8];
-            dec_q5_K(&wb[b], q, sc, mn);
-            int32_t isc = 0, imn = 0;
-            for (int s = 0; s < 8; s++) {
-                int32_t d = 0;
-                for (int j = 32 * s; j < 32 * s + 32; j++)
-                    d += q[j] * xb[b].qs[j];
-                isc += sc[s] * d;
-                imn += mn[s] * (xb[b].bsums[2 * s] + xb[b].bsums[2 * s + 1]);
-            }
-            acc += xb[b].d *
-                   (px__f16_to_f32(wb[b].d) * (float)isc - px__f16_to_f32(wb[b].dmin) * (float)imn);
-        }
-        out[t] = acc;
+DOT_0(dot_q4_0, px_block_q4_0, isum_q4_0(&wb[b], &xb[b]))
+DOT_0(dot_q5_0, px_block_q5_0, isum_q5_0(&wb[b], &xb[b]))
+DOT_0(dot_q8_0, px_block_q8_0, isum_q8_0(&wb[b], &xb[b]))
+
+/* K dots: per superblock the exact integers isc = sum sc * dot and imn =
+ * sum m * xsum, then the canonical float combination (kernels.h). */
+#define DOT_K45(NAME, BLOCK, DEC)                                                                  \
+    static void NAME(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {    \
+        const BLOCK *wb = w;                                                                       \
+        for (int t = 0; t < nrc; t++) {                                                            \
+            const px_block_q8_K *xb = ACT(x, t, bx);                                               \
+            float acc = 0.0f;                                                                      \
+            for (int64_t b = 0; b < n / 256; b++) {                                                \
+                int q[256], sc[8], mn[8];                                                          \
+                DEC(&wb[b], q, sc, mn);                                                            \
+                int32_t isc = 0, imn = 0;                                                          \
+                for (int s = 0; s < 8; s++) {                                                      \
+                    int32_t d = 0;                                                                 \
+                    for (int j = 32 * s; j < 32 * s + 32; j++)                                     \
+                        d += q[j] * xb[b].qs[j];                                                   \
+                    isc += sc[s] * d;                                                              \
+                    imn += mn[s] * (xb[b].bsums[2 * s] + xb[b].bsums[2 * s + 1]);                  \
+                }                                                                                  \
+                float dx = xb[b].d;                                                                \
+                float p = (float)isc * (px__f16_to_f32(wb[b].d) * dx) -                            \
+                          (float)imn * (px__f16_to_f32(wb[b].dmin) * dx);                          \
+                acc = acc + p;                                                                     \
+            }                                                                                      \
+            out[t] = acc;                                                                          \
+        }                                                                                          \
     }
-}
+DOT_K45(dot_q4_K, px_block_q4_K, dec_q4_K)
+DOT_K45(dot_q5_K, px_block_q5_K, dec_q5_K)
 
 static void dot_q6_K(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
     const px_block_q6_K *wb = w;
@@ -256,7 +258,7 @@ static void dot_q6_K(int64_t n, const void *w, const void *x, size_t bx, int nrc
                     d += q[j] * xb[b].qs[j];
                 isum += wb[b].scales[s] * (d - 32 * xb[b].bsums[s]);
             }
-            acc += xb[b].d * px__f16_to_f32(wb[b].d) * (float)isum;
+            acc = acc + (float)isum * (px__f16_to_f32(wb[b].d) * xb[b].d);
         }
         out[t] = acc;
     }
@@ -424,8 +426,6 @@ const px_kernels px__kernels_ref = {
         },
     .quantize_q8a = quantize_q8a,
     .quantize_q8k = quantize_q8k,
-    .quantize_q8t = quantize_q8t,
-    .quantize_q8t4 = quantize_q8t4,
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16_f32 = axpy_f16_f32,
     .f32_to_f16_row = f32_to_f16_row,

@@ -14,6 +14,13 @@
 #include <immintrin.h>
 
 #include "kernels.h"
+#include "px.h"
+
+/* The canonical combination (kernels.h) is separately rounded mul and add:
+ * no contraction (GCC does none under -std=c11; clang needs telling). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 #define UNROLL_T _Pragma("GCC unroll 4")
@@ -172,77 +179,93 @@ static void quantize_q8k(const float *x, px_block_q8_K *y, int64_t n) {
 
 /* ---- row dots: one weight row against nrc activation rows ---------------- */
 
-ALWAYS_INLINE void store_hsums(const __m256 *acc, int nrc, float *out) {
-    UNROLL_T for (int t = 0; t < nrc; t++) out[t] = hsum_ps(acc[t]);
+/* _0 types, in the canonical order of kernels.h. A block's dot stays as 8
+ * dword partials until its group of 8 is done; pair hadds then put the
+ * exact block sums in dwords 0..7, which are scaled and summed by the
+ * group tree. The result for a token does not depend on nrc. */
+
+/* Dwords c of the result = the sum of the 8 dwords of block c's partials,
+ * from k0 = hadd(hadd(A0, A1), hadd(A2, A3)) and k1 likewise for A4..A7. */
+ALWAYS_INLINE __m256i block_sums8(__m256i k0, __m256i k1) {
+    return _mm256_add_epi32(_mm256_permute2x128_si256(k0, k1, 0x20),
+                            _mm256_permute2x128_si256(k0, k1, 0x31));
 }
 
-/* _0 types: u8 quants with offset `off`, activations q8a. Each block's
- * float FMA depends on the last one's, so with one or two tokens even and
- * odd blocks go to separate accumulators (the chain, not the multiplies,
- * bounds a single-token loop). */
-#define DOT_0_BLOCK(BLOCK, DECODE, OFF, ACC, B)                                                    \
-    {                                                                                              \
-        const int64_t b = (B);                                                                     \
-        __m256i q = DECODE;                                                                        \
-        float dw = f16(wb[b].d);                                                                   \
+/* ((p0+p1)+(p2+p3)) + ((p4+p5)+(p6+p7)): the canonical group tree. */
+ALWAYS_INLINE float group_tree(__m256 p) {
+    __m256 a = _mm256_hadd_ps(p, p); /* p0+p1, p2+p3 | p4+p5, p6+p7 */
+    a = _mm256_hadd_ps(a, a);
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)));
+}
+
+/* DECODE sets the weight block's bytes q (and aq for Q8_0); PARTIAL is the
+ * dword partials of the block dot against xq (activation bytes of xb). */
+#define DOT_0_DEF(NAME, BLOCK, DECODE, PARTIAL)                                                    \
+    /* Group g (cnt blocks, 8 but at the row's end) into acc[t]. */                                \
+    ALWAYS_INLINE void NAME##_grp(const BLOCK *wb, int64_t g, int cnt, const void *x, size_t bx,   \
+                                  int nrc, float *acc) {                                           \
+        __m256i prev[PX_NRC_MAX], h[PX_NRC_MAX], k0[PX_NRC_MAX], k1[PX_NRC_MAX];                   \
+        float s[PX_NRC_MAX][8];                                                                    \
+        _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) {                                      \
+            const int64_t b = g + c;                                                               \
+            __m256i p[PX_NRC_MAX];                                                                 \
+            if (c < cnt) {                                                                         \
+                DECODE;                                                                            \
+                float dw = f16(wb[b].d);                                                           \
+                UNROLL_T for (int t = 0; t < nrc; t++) {                                           \
+                    const px_block_q8a *xb = (const px_block_q8a *)ACT(x, t, bx) + b;              \
+                    __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);                      \
+                    p[t] = PARTIAL;                                                                \
+                    s[t][c] = dw * xb->d;                                                          \
+                }                                                                                  \
+            } else {                                                                               \
+                UNROLL_T for (int t = 0; t < nrc; t++) {                                           \
+                    p[t] = _mm256_setzero_si256();                                                 \
+                    s[t][c] = 0.0f;                                                                \
+                }                                                                                  \
+            }                                                                                      \
+            UNROLL_T for (int t = 0; t < nrc; t++) {                                               \
+                if (!(c & 1)) {                                                                    \
+                    prev[t] = p[t];                                                                \
+                } else if (!(c & 2)) {                                                             \
+                    h[t] = _mm256_hadd_epi32(prev[t], p[t]);                                       \
+                } else {                                                                           \
+                    __m256i h2 = _mm256_hadd_epi32(prev[t], p[t]);                                 \
+                    if (c < 4)                                                                     \
+                        k0[t] = _mm256_hadd_epi32(h[t], h2);                                       \
+                    else                                                                           \
+                        k1[t] = _mm256_hadd_epi32(h[t], h2);                                       \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
         UNROLL_T for (int t = 0; t < nrc; t++) {                                                   \
-            const px_block_q8a *xb = (const px_block_q8a *)ACT(x, t, bx) + b;                      \
-            __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);                              \
-            __m256i p = mul_sum_us8(lane0_epi32(-(OFF)*xb->sum), q, xq);                           \
-            ACC[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), ACC[t]);   \
+            __m256 sv = _mm256_setr_ps(s[t][0], s[t][1], s[t][2], s[t][3], s[t][4], s[t][5],       \
+                                       s[t][6], s[t][7]);                                          \
+            __m256 is = _mm256_cvtepi32_ps(block_sums8(k0[t], k1[t]));                             \
+            acc[t] = acc[t] + group_tree(_mm256_mul_ps(is, sv));                                   \
         }                                                                                          \
+    }                                                                                              \
+    ALWAYS_INLINE void NAME(int64_t n, const void *w, const void *x, size_t bx, int nrc,           \
+                            float *out) {                                                          \
+        const BLOCK *wb = w;                                                                       \
+        float acc[PX_NRC_MAX];                                                                     \
+        UNROLL_T for (int t = 0; t < nrc; t++) acc[t] = 0.0f;                                      \
+        const int64_t nb = n / 32;                                                                 \
+        int64_t g = 0;                                                                             \
+        for (; g + 8 <= nb; g += 8)                                                                \
+            NAME##_grp(wb, g, 8, x, bx, nrc, acc);                                                 \
+        if (g < nb) NAME##_grp(wb, g, (int)(nb - g), x, bx, nrc, acc);                             \
+        UNROLL_T for (int t = 0; t < nrc; t++) out[t] = acc[t];                                    \
     }
-#define DOT_0_BODY(BLOCK, DECODE, OFF)                                                             \
-    const BLOCK *wb = w;                                                                           \
-    __m256 acc[PX_NRC_MAX], acc2[PX_NRC_MAX];                                                      \
-    UNROLL_T for (int t = 0; t < nrc; t++) acc[t] = acc2[t] = _mm256_setzero_ps();                 \
-    int64_t nb = n / 32, b0 = 0;                                                                   \
-    if (nrc <= 2)                                                                                  \
-        for (; b0 + 1 < nb; b0 += 2) {                                                             \
-            DOT_0_BLOCK(BLOCK, DECODE, OFF, acc, b0)                                               \
-            DOT_0_BLOCK(BLOCK, DECODE, OFF, acc2, b0 + 1)                                          \
-        }                                                                                          \
-    for (; b0 < nb; b0++)                                                                          \
-        DOT_0_BLOCK(BLOCK, DECODE, OFF, acc, b0)                                                   \
-    UNROLL_T for (int t = 0; t < nrc; t++) acc[t] = _mm256_add_ps(acc[t], acc2[t]);                \
-    store_hsums(acc, nrc, out);
 
-ALWAYS_INLINE void dot_q4_0_n(int64_t n, const void *w, const void *x, size_t bx, int nrc,
-                              float *out){DOT_0_BODY(px_block_q4_0, nib16(wb[b].qs), 8)}
-
-ALWAYS_INLINE void dot_q5_0_n(int64_t n, const void *w, const void *x, size_t bx, int nrc,
-                              float *out){DOT_0_BODY(px_block_q5_0, dec_q5_0(&wb[b]), 16)}
-
+DOT_0_DEF(dot_q4_0_n, px_block_q4_0, __m256i q = nib16(wb[b].qs),
+          mul_sum_us8(lane0_epi32(-8 * xb->sum), q, xq))
+DOT_0_DEF(dot_q5_0_n, px_block_q5_0, __m256i q = dec_q5_0(&wb[b]),
+          mul_sum_us8(lane0_epi32(-16 * xb->sum), q, xq))
 /* Q8_0: signed weights; |w| goes in the unsigned slot, its sign onto x. */
-#define DOT_Q8_0_BLOCK(ACC, B)                                                                     \
-    {                                                                                              \
-        const int64_t b = (B);                                                                     \
-        __m256i q = _mm256_loadu_si256((const __m256i *)wb[b].qs);                                 \
-        __m256i aq = _mm256_abs_epi8(q);                                                           \
-        float dw = f16(wb[b].d);                                                                   \
-        UNROLL_T for (int t = 0; t < nrc; t++) {                                                   \
-            const px_block_q8a *xb = (const px_block_q8a *)ACT(x, t, bx) + b;                      \
-            __m256i xq = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), q);         \
-            __m256i p = mul_sum_us8(_mm256_setzero_si256(), aq, xq);                               \
-            ACC[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), ACC[t]);   \
-        }                                                                                          \
-    }
-ALWAYS_INLINE
-    void dot_q8_0_n(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
-    const px_block_q8_0 *wb = w;
-    __m256 acc[PX_NRC_MAX], acc2[PX_NRC_MAX];
-    UNROLL_T for (int t = 0; t < nrc; t++) acc[t] = acc2[t] = _mm256_setzero_ps();
-    int64_t nb = n / 32, b0 = 0;
-    if (nrc <= 2)
-        for (; b0 + 1 < nb; b0 += 2) {
-            DOT_Q8_0_BLOCK(acc, b0)
-            DOT_Q8_0_BLOCK(acc2, b0 + 1)
-        }
-    for (; b0 < nb; b0++)
-        DOT_Q8_0_BLOCK(acc, b0)
-    UNROLL_T for (int t = 0; t < nrc; t++) acc[t] = _mm256_add_ps(acc[t], acc2[t]);
-    store_hsums(acc, nrc, out);
-}
+DOT_0_DEF(dot_q8_0_n, px_block_q8_0, __m256i q = _mm256_loadu_si256((const __m256i *)wb[b].qs);
+          __m256i aq = _mm256_abs_epi8(q),
+          mul_sum_us8(_mm256_setzero_si256(), aq, _mm256_sign_epi8(xq, q)))
 
 /* ---- K-quant row dots ---------------------------------------------------- */
 
@@ -269,17 +292,19 @@ ALWAYS_INLINE __m256i bcast_word(__m256i v, int s) {
 #define MADD16(acc, a, b, sv) madd16_acc(acc, _mm256_maddubs_epi16(a, b), sv)
 
 /* Q4_K / Q5_K: sum over sub-blocks of sc * dot(q, x), minus the mins'
- * share dmin * sum(m * bsum pairs), both vectorized per superblock. */
+ * share dmin * sum(m * bsum pairs), both vectorized per superblock and
+ * reduced to exact integers, then combined as in kernels.h. */
 #define DOT_K45_BODY(BLOCK, DECODE)                                                                \
     const BLOCK *wb = w;                                                                           \
-    __m256 acc[PX_NRC_MAX];                                                                        \
-    UNROLL_T for (int t = 0; t < nrc; t++) acc[t] = _mm256_setzero_ps();                           \
+    __m128 acc[PX_NRC_MAX]; /* in lane 0 */                                                        \
+    UNROLL_T for (int t = 0; t < nrc; t++) acc[t] = _mm_setzero_ps();                              \
     const __m128i dup = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15); \
     for (int64_t b = 0; b < n / 256; b++) {                                                        \
         __m128i sm = k4_scales_mins(wb[b].scales);                                                 \
         __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));                         \
         __m256i mn16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, dup)); /* m0 m0 m1 m1 .. */       \
         float d = f16(wb[b].d), dmin = f16(wb[b].dmin);                                            \
+        const __m128 ddm = _mm_setr_ps(d, dmin, 0.0f, 0.0f);                                       \
         __m256i ia[PX_NRC_MAX], ib[PX_NRC_MAX];                                                    \
         UNROLL_T for (int t = 0; t < nrc; t++) ia[t] = ib[t] = _mm256_setzero_si256();             \
         UNROLL_T for (int c = 0; c < 4; c++) {                                                     \
@@ -297,13 +322,17 @@ ALWAYS_INLINE __m256i bcast_word(__m256i v, int s) {
         UNROLL_T for (int t = 0; t < nrc; t++) {                                                   \
             const px_block_q8_K *xb = (const px_block_q8_K *)ACT(x, t, bx) + b;                    \
             __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);                           \
-            __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16));                            \
-            __m256 s = _mm256_cvtepi32_ps(_mm256_add_epi32(ia[t], ib[t]));                         \
-            acc[t] = _mm256_fmadd_ps(s, _mm256_set1_ps(d * xb->d), acc[t]);                        \
-            acc[t] = _mm256_fnmadd_ps(m, _mm256_set1_ps(dmin * xb->d), acc[t]);                    \
+            /* both exact sums in one reduction (isc in dword 0, imn in 1), */                     \
+            /* then the canonical float ops, kept in xmm (no GPR round trip) */                    \
+            __m256i v =                                                                            \
+                _mm256_hadd_epi32(_mm256_add_epi32(ia[t], ib[t]), _mm256_madd_epi16(bs, mn16));    \
+            __m128i u = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));  \
+            __m128 pr = _mm_mul_ps(_mm_cvtepi32_ps(_mm_hadd_epi32(u, u)),                          \
+                                   _mm_mul_ps(ddm, _mm_set1_ps(xb->d)));                           \
+            acc[t] = _mm_add_ss(acc[t], _mm_sub_ss(pr, _mm_movehdup_ps(pr)));                      \
         }                                                                                          \
     }                                                                                              \
-    store_hsums(acc, nrc, out);
+    UNROLL_T for (int t = 0; t < nrc; t++) out[t] = _mm_cvtss_f32(acc[t]);
 
 ALWAYS_INLINE void dot_q4_K_n(int64_t n, const void *w, const void *x, size_t bx, int nrc,
                               float *out){
@@ -318,8 +347,8 @@ ALWAYS_INLINE
 ALWAYS_INLINE
     void dot_q6_K_n(int64_t n, const void *w, const void *x, size_t bx, int nrc, float *out) {
     const px_block_q6_K *wb = w;
-    __m256 acc[PX_NRC_MAX];
-    UNROLL_T for (int t = 0; t < nrc; t++) acc[t] = _mm256_setzero_ps();
+    __m128 acc[PX_NRC_MAX]; /* in lane 0 */
+    UNROLL_T for (int t = 0; t < nrc; t++) acc[t] = _mm_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++) {
         __m128i s8 = _mm_loadu_si128((const __m128i *)wb[b].scales);
         __m256i sc16 = _mm256_cvtepi8_epi16(s8); /* all 16 scales, for the offset */
@@ -360,10 +389,14 @@ ALWAYS_INLINE
             __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
             __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
             __m256i ii = _mm256_sub_epi32(_mm256_add_epi32(ia[t], ib[t]), off);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ii), _mm256_set1_ps(d * xb->d), acc[t]);
+            __m128i u = _mm_add_epi32(_mm256_castsi256_si128(ii), _mm256_extracti128_si256(ii, 1));
+            u = _mm_hadd_epi32(u, u);
+            u = _mm_hadd_epi32(u, u);
+            __m128 p = _mm_mul_ss(_mm_cvtepi32_ps(u), _mm_set_ss(d * xb->d));
+            acc[t] = _mm_add_ss(acc[t], p);
         }
     }
-    store_hsums(acc, nrc, out);
+    UNROLL_T for (int t = 0; t < nrc; t++) out[t] = _mm_cvtss_f32(acc[t]);
 }
 
 /* Float-weight rows: each activation row in turn (the row stays in L1). */

@@ -2,34 +2,29 @@
  * dtype and spreads the output rows of one or more weights (px_matmul_multi)
  * over the workers.
  *
+ * Batch invariance: every path computes each output with the canonical
+ * float operations of kernels.h, so row t of y is bitwise what a call with
+ * that row alone gives, whatever n_tok, the path or the thread count (the
+ * scheduler's batches must not change a user's tokens). That rules out
+ * sgemm in AUTO (its blocking and rounding change with n_tok) and the old
+ * gemm4 kernel (per-lane float partials); BLAS stays as a forced path for
+ * pollux-kbench comparisons.
+ *
  * Paths (kernels.h): ROWS quantizes x once and dots each weight row with up
- * to PX_NRC_MAX activation rows while the row is in L1; GEMM4 (AVX-512 VNNI)
- * puts 4 tokens x 4 weight groups in a zmm; GEMM16 puts 16 tokens in a zmm
- * and decodes each weight once per call (prefill too); BLAS dequantizes a
- * tile of weight rows per worker and calls single-threaded sgemm on it.
+ * to PX_NRC_MAX activation rows while the row is in L1; GEMM16 (AVX-512
+ * VNNI) puts 16 tokens in a zmm and decodes each weight once per call.
  * Workers take chunks of rows from one atomic counter over all the call's
  * weights, so a worker slowed by another process does not hold up the job.
  *
- * Switch points, measured with pollux-kbench -t 1 -x (CPU time of one
- * thread, so that other processes on the shared 2-core EPYC Zen 4 do not
- * count; us per call, 6912x1152 unless noted):
- *   AVX-512 VNNI   rows / gemm4 / gemm16
- *     Q8_0  @2 383/728/-  @3 594/738/-  @4 781/684/-  @6 1218/1124/1185
- *           @8 1918/1344/1183
- *     Q4_0  @4 779/732/-  (Q5_0 1152x6912 @4 765/699/-)
- *     Q4_K  @4 478/880/-  @8 1066/-/1410  @12 1485/-/1439
- *     Q6_K  @4 701/1212/- @8 1004/-/1559  @12 1560/-/1410
- *   so _0 types: gemm4 from 4, gemm16 from 8; K types (whose row dots are
- *   cheap per token): rows up to 11, gemm16 from 12. BLAS never wins with
- *   VNNI for quantized weights (gemm16 > 150 GFLOPS vs sgemm <= 90 at
- *   n_tok 64..512 in pollux-kbench's table); float weights go to sgemm from
- *   16 tokens (rows 67-77 GFLOPS vs sgemm 150 at 64).
- *   AVX2 (no batch kernels), rows / blas: Q8_0 1152x6912 @16 3791/5082
- *     @32 7235/7879 @48 11091/10547; Q5_0 @24 6471/6096; Q4_K @32
- *     11999/13923 @48 18186/16684; Q6_K @48 13785/17088: BLAS from 32 for
- *     _0 types, 48 for K types.
- *   portable, rows / blas: Q8_0 @1 2351/10426 @2 4858/4509; Q4_K @1
- *     12948/18443 @2 19844/8473: BLAS from 2 tokens.
+ * Switch points, measured with pollux-kbench -t 1 -x before the invariance
+ * rework (CPU time of one thread; us per call, 6912x1152 unless noted):
+ *   AVX-512 VNNI   rows / gemm16
+ *     Q8_0  @6 1218/1185  @8 1918/1183
+ *     Q4_K  @8 1066/1410  @12 1485/1439;  Q6_K @8 1004/1559 @12 1560/1410
+ *   so _0 types: gemm16 from 8; K types (whose row dots are cheap per
+ *   token): rows up to 11, gemm16 from 12. Float weights and the AVX2 and
+ *   portable sets take ROWS at every n_tok (sgemm was up to 2x faster for
+ *   prefill there, but not invariant).
  */
 #include "matmul.h"
 
@@ -48,31 +43,19 @@ enum {
     BLAS_TILE_ROWS = 64,      /* rows dequantized per sgemm call */
     ROW_CHUNK_BYTES = 65536,  /* weight bytes per chunk on the ROWS path */
     G16_CHUNK_BYTES = 262144, /* ... on the GEMM16 path (decoded once per call) */
-    GEMM4_MAX_TOK = 16,       /* GEMM4 is for small batches: its buffer stops here */
 };
 
-/* n_tok from which each path takes over, per weight dtype: with batch
- * kernels (AVX-512 VNNI) ROWS, then GEMM4 from gemm4_from, GEMM16 from
- * gemm16_from, BLAS from blas_from; without them ROWS, then BLAS from
- * blas_from_avx2 or blas_from_portable. */
-typedef struct switch_point {
-    int gemm4_from;
-    int gemm16_from;
-    int blas_from;
-    int blas_from_avx2;
-    int blas_from_portable;
-} switch_point;
-
-static switch_point switch_points(px_dtype t) {
-    enum { NEVER = 1 << 30 };
+/* n_tok from which GEMM16 takes over from ROWS, per weight dtype, when the
+ * kernel set has it. */
+static int gemm16_from(px_dtype t) {
     switch (t) {
     case PX_DTYPE_Q4_0:
     case PX_DTYPE_Q5_0:
-    case PX_DTYPE_Q8_0: return (switch_point){4, 8, NEVER, 32, 2};
+    case PX_DTYPE_Q8_0: return 8;
     case PX_DTYPE_Q4_K:
     case PX_DTYPE_Q5_K:
-    case PX_DTYPE_Q6_K: return (switch_point){NEVER, 12, NEVER, 48, 2};
-    default: /* float weights: no int8 path */ return (switch_point){NEVER, NEVER, 16, 16, 16};
+    case PX_DTYPE_Q6_K: return 12;
+    default: return 1 << 30; /* float weights: no int8 path */
     }
 }
 
@@ -92,17 +75,17 @@ struct px_matmul_ctx {
     int max_tok;
     int64_t max_in;
     /* quantized activations, one buffer per format (a call may need all) */
-    px_block_q8a *act_a;   /* (max_tok, max_in / 32) */
-    px_block_q8_K *act_k;  /* (max_tok, max_in / 256) */
-    px_block_q8t *act_t;   /* (max_tok / 16 groups, max_in / 32) */
-    px_block_q8t4 *act_t4; /* (GEMM4_MAX_TOK / 4 groups, max_in / 32) */
-    float *tiles;          /* nth tiles of (BLAS_TILE_ROWS, max_in) floats */
+    px_block_q8a *act_a;  /* (max_tok, max_in / 32) */
+    px_block_q8_K *act_k; /* (max_tok, max_in / 256) */
+    px_block_q8t *act_t;  /* (max_tok / 16 groups, max_in / 32), from act_a */
+    px_block_q8t *act_tk; /* the same from act_k, for the K types */
+    float *tiles;         /* nth tiles of (BLAS_TILE_ROWS, max_in) floats */
     /* The current call (written by the caller before px_pool_run). */
     const px_kernels *ks;
     const float *x; /* (n_tok, n_in) */
     int n_tok;
     int64_t n_in;
-    bool need_a, need_k, need_t, need_t4; /* activation formats this call uses */
+    bool need_a, need_k, need_t, need_tk; /* activation formats this call uses */
     mm_job jobs[PX_MATMUL_MULTI_MAX];
     int n_jobs;
     int64_t n_chunks; /* over all jobs */
@@ -185,10 +168,9 @@ px_matmul_ctx *px_matmul_ctx_create(px_pool *pool, int max_tok, int64_t max_in) 
     c->act_a = alloc64(nt * nb32 * sizeof(px_block_q8a));
     c->act_k = alloc64(nt * (size_t)(max_in / 256) * sizeof(px_block_q8_K));
     c->act_t = alloc64((nt + 15) / 16 * nb32 * sizeof(px_block_q8t));
-    c->act_t4 =
-        alloc64((size_t)(PX_MIN(max_tok, GEMM4_MAX_TOK) + 3) / 4 * nb32 * sizeof(px_block_q8t4));
+    c->act_tk = alloc64((nt + 15) / 16 * nb32 * sizeof(px_block_q8t));
     c->tiles = alloc64((size_t)c->nth * BLAS_TILE_ROWS * (size_t)max_in * sizeof(float));
-    if (!c->act_a || !c->act_k || !c->act_t || !c->act_t4 || !c->tiles) {
+    if (!c->act_a || !c->act_k || !c->act_t || !c->act_tk || !c->tiles) {
         px_matmul_ctx_destroy(c);
         return NULL;
     }
@@ -201,7 +183,7 @@ void px_matmul_ctx_destroy(px_matmul_ctx *ctx) {
     free(ctx->act_a);
     free(ctx->act_k);
     free(ctx->act_t);
-    free(ctx->act_t4);
+    free(ctx->act_tk);
     free(ctx->tiles);
     free(ctx);
 }
@@ -242,13 +224,9 @@ static void chunk_rows(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int6
 
 /* All tokens at once: the kernel decodes each weight once per chunk. */
 static void chunk_gemm16(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64_t r1) {
-    c->ks->gemm16[j->w->type](c->n_in, wrow(j->w, r0), j->w->row_bytes, (int)(r1 - r0), c->act_t,
+    const px_block_q8t *xt = px__act_type(j->w->type) == PX_DTYPE_Q8_K ? c->act_tk : c->act_t;
+    c->ks->gemm16[j->w->type](c->n_in, wrow(j->w, r0), j->w->row_bytes, (int)(r1 - r0), xt,
                               c->n_tok, j->y + (size_t)r0, (size_t)j->n_out);
-}
-
-static void chunk_gemm4(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64_t r1) {
-    c->ks->gemm4[j->w->type](c->n_in, wrow(j->w, r0), j->w->row_bytes, (int)(r1 - r0), c->act_t4,
-                             c->n_tok, j->y + (size_t)r0, (size_t)j->n_out);
 }
 
 static void chunk_blas(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64_t r1, int ith) {
@@ -283,59 +261,44 @@ static void job_matmul(void *arg, int ith, int nth) {
             chunk_blas(c, j, r0, r1, ith);
         else if (j->path == PX_MATMUL_GEMM16)
             chunk_gemm16(c, j, r0, r1);
-        else if (j->path == PX_MATMUL_GEMM4)
-            chunk_gemm4(c, j, r0, r1);
         else
             chunk_rows(c, j, r0, r1);
     }
 }
 
-/* Quantizes x to every activation format the call needs: items are token
- * rows for q8a and q8_K, groups of 16 tokens for q8t. */
+/* Quantizes x to every activation format the call needs, one group of 16
+ * tokens per item: the row formats first (by the same function for every
+ * path, so every path sees the same int8 values and scales), then their
+ * transposes for GEMM16. */
 static void job_quant(void *arg, int ith, int nth) {
     px_matmul_ctx *c = arg;
     const px_kernels *ks = c->ks;
-    int n_a = c->need_a ? c->n_tok : 0, n_k = c->need_k ? c->n_tok : 0;
-    int n_g = c->need_t ? (c->n_tok + 15) / 16 : 0;
-    int n_g4 = c->need_t4 ? (c->n_tok + 3) / 4 : 0;
     int64_t nb32 = c->n_in / 32, nb256 = c->n_in / 256;
-    for (int i = ith; i < n_a + n_k + n_g + n_g4; i += nth) {
-        if (i < n_a) {
-            ks->quantize_q8a(c->x + (size_t)i * (size_t)c->n_in,
-                             c->act_a + (size_t)i * (size_t)nb32, c->n_in);
-        } else if (i < n_a + n_k) {
-            int t = i - n_a;
-            ks->quantize_q8k(c->x + (size_t)t * (size_t)c->n_in,
-                             c->act_k + (size_t)t * (size_t)nb256, c->n_in);
-        } else if (i >= n_a + n_k + n_g) {
-            int g = i - n_a - n_k - n_g;
-            ks->quantize_q8t4(c->x + (size_t)g * 4 * (size_t)c->n_in, (size_t)c->n_in,
-                              PX_MIN(4, c->n_tok - 4 * g), c->n_in,
-                              c->act_t4 + (size_t)g * (size_t)nb32);
-        } else {
-            int g = i - n_a - n_k;
-            ks->quantize_q8t(c->x + (size_t)g * 16 * (size_t)c->n_in, (size_t)c->n_in,
-                             PX_MIN(16, c->n_tok - 16 * g), c->n_in,
-                             c->act_t + (size_t)g * (size_t)nb32);
+    bool rows_a = c->need_a || c->need_t, rows_k = c->need_k || c->need_tk;
+    for (int g = ith; g < (c->n_tok + 15) / 16; g += nth) {
+        int t0 = 16 * g, nt = PX_MIN(16, c->n_tok - t0);
+        for (int t = t0; t < t0 + nt; t++) {
+            const float *xr = c->x + (size_t)t * (size_t)c->n_in;
+            if (rows_a) ks->quantize_q8a(xr, c->act_a + (size_t)t * (size_t)nb32, c->n_in);
+            if (rows_k) ks->quantize_q8k(xr, c->act_k + (size_t)t * (size_t)nb256, c->n_in);
         }
+        if (c->need_t)
+            px__q8t_from_q8a(c->act_a + (size_t)t0 * (size_t)nb32, (size_t)nb32, nt, nb32,
+                             c->act_t + (size_t)g * (size_t)nb32);
+        if (c->need_tk)
+            px__q8t_from_q8k(c->act_k + (size_t)t0 * (size_t)nb256, (size_t)nb256, nt, nb256,
+                             c->act_tk + (size_t)g * (size_t)nb32);
     }
 }
 
 static px_matmul_path choose_path(const px_kernels *ks, px_dtype t, int n_tok) {
-    bool g16 = ks->gemm16[t] != NULL, g4 = ks->gemm4[t] != NULL && n_tok <= GEMM4_MAX_TOK;
+    bool g16 = ks->gemm16[t] != NULL;
     if (forced_path != PX_MATMUL_AUTO) {
-        if ((forced_path == PX_MATMUL_GEMM16 && !g16) || (forced_path == PX_MATMUL_GEMM4 && !g4))
+        if ((forced_path == PX_MATMUL_GEMM16 && !g16) || forced_path == PX_MATMUL_GEMM4)
             return PX_MATMUL_ROWS;
         return forced_path;
     }
-    switch_point sp = switch_points(t);
-    if (!g16) {
-        int from = ks == &px__kernels_ref ? sp.blas_from_portable : sp.blas_from_avx2;
-        return n_tok >= from ? PX_MATMUL_BLAS : PX_MATMUL_ROWS;
-    }
-    if (n_tok >= sp.blas_from) return PX_MATMUL_BLAS;
-    if (n_tok >= sp.gemm16_from) return PX_MATMUL_GEMM16;
-    return g4 && n_tok >= sp.gemm4_from ? PX_MATMUL_GEMM4 : PX_MATMUL_ROWS;
+    return g16 && n_tok >= gemm16_from(t) ? PX_MATMUL_GEMM16 : PX_MATMUL_ROWS;
 }
 
 static int64_t chunk_rows_for(const px_matmul_ctx *c, const mm_job *j, int64_t bytes,
@@ -358,7 +321,7 @@ int px_matmul_multi(px_matmul_ctx *ctx, int n, const px_tensor *const *w, const 
     ctx->x = x;
     ctx->n_tok = n_tok;
     ctx->n_in = n_in;
-    ctx->need_a = ctx->need_k = ctx->need_t = ctx->need_t4 = false;
+    ctx->need_a = ctx->need_k = ctx->need_t = ctx->need_tk = false;
     ctx->n_chunks = 0;
     for (int i = 0; i < n; i++) {
         const px_tensor *wi = w[i];
@@ -377,11 +340,9 @@ int px_matmul_multi(px_matmul_ctx *ctx, int n, const px_tensor *const *w, const 
             j->chunk_rows = chunk_rows_for(ctx, j, (int64_t)wi->row_bytes * BLAS_TILE_ROWS, 16);
             j->chunk_rows = PX_MIN(j->chunk_rows, BLAS_TILE_ROWS);
         } else if (j->path == PX_MATMUL_GEMM16) {
-            ctx->need_t = true;
+            ctx->need_t |= act == PX_DTYPE_Q8_0;
+            ctx->need_tk |= act == PX_DTYPE_Q8_K;
             j->chunk_rows = chunk_rows_for(ctx, j, G16_CHUNK_BYTES, 2);
-        } else if (j->path == PX_MATMUL_GEMM4) {
-            ctx->need_t4 = true;
-            j->chunk_rows = chunk_rows_for(ctx, j, ROW_CHUNK_BYTES, 4);
         } else {
             ctx->need_a |= act == PX_DTYPE_Q8_0;
             ctx->need_k |= act == PX_DTYPE_Q8_K;
@@ -392,9 +353,9 @@ int px_matmul_multi(px_matmul_ctx *ctx, int n, const px_tensor *const *w, const 
         ctx->n_chunks += j->n_chunks;
     }
     ctx->n_jobs = n;
-    if (ctx->need_a || ctx->need_k || ctx->need_t || ctx->need_t4) {
+    if (ctx->need_a || ctx->need_k || ctx->need_t || ctx->need_tk) {
         /* a few rows are quicker on the caller than a pool round trip */
-        if (n_tok >= 4 * ctx->nth && (ctx->need_a || ctx->need_k || n_tok > 16))
+        if (n_tok > 16)
             px_pool_run(ctx->pool, job_quant, ctx);
         else
             job_quant(ctx, 0, 1);

@@ -19,7 +19,7 @@ static void on_wake(uv_async_t *a) {
 }
 
 static void stop_loop_when_drained(px_server *s) {
-    if (!s->draining)
+    if (!s->draining || s->loading)
         return;
     if (s->n_streams > 0 && px_now() > s->drain_deadline) {
         px_log(PX_LOG_WARN, "drain timeout: cancelling %d requests", s->n_streams);
@@ -36,9 +36,13 @@ static void on_tick(uv_timer_t *t) {
     /* The watchdog is fed only while the scheduler thread shows progress:
      * its loop stamps last_step_time at least once a second. */
     px_stats_counters c;
-    px_sched_snapshot(s->sched, &c, NULL, NULL, NULL, NULL);
-    if (c.last_step_time > 0 && px_now() - c.last_step_time < 10.0)
-        sd_notify(0, "WATCHDOG=1");
+    if (s->sched) {
+        px_sched_snapshot(s->sched, &c, NULL, NULL, NULL, NULL);
+        if (c.last_step_time > 0 && px_now() - c.last_step_time < 10.0)
+            sd_notify(0, "WATCHDOG=1");
+    } else if (s->loading) {
+        sd_notify(0, "WATCHDOG=1"); /* the load is making progress on its own thread */
+    }
     stop_loop_when_drained(s);
 }
 
@@ -127,6 +131,115 @@ static void free_keys(char **v) {
     free(v);
 }
 
+/* Loading happens on libuv's thread pool; the rest of the start-up on the
+ * loop thread once it is done. */
+typedef struct load_job {
+    uv_work_t req;
+    px_server *s;
+    char path[4096];
+    char err[512];
+    double seconds;
+} load_job;
+
+static void load_work(uv_work_t *req) {
+    load_job *j = req->data;
+    px_server *s = j->s;
+    const px_config *cfg = s->cfg;
+    if (cfg->model) {
+        snprintf(j->path, sizeof j->path, "%s", cfg->model);
+    } else {
+        if (px_demo_model_path(j->path, sizeof j->path, j->err, sizeof j->err) < 0)
+            return;
+        s->is_demo = 1;
+    }
+    px_model_opts mo;
+    px_model_opts_init(&mo);
+    mo.n_threads = cfg->threads;
+    mo.n_ctx = cfg->ctx;
+    mo.kv_cache_mb = cfg->kv_cache_mb;
+    mo.max_batch_tokens = cfg->max_batch_tokens;
+    mo.max_logit_rows = PX_MIN(cfg->max_batch_tokens, cfg->max_running + PX_MAX_CHOICES);
+    double t0 = px_now();
+    s->model = px_model_load(j->path, &mo, j->err, sizeof j->err);
+    j->seconds = px_now() - t0;
+}
+
+/* Fails the start-up: logs, stops the loop, exit code 1. */
+static void start_failed(px_server *s, int code) {
+    s->exit_code = code;
+    s->draining = 1;
+    px_http_quiesce(s);
+    uv_stop(s->loop);
+}
+
+static void load_done(uv_work_t *req, int status) {
+    load_job *j = req->data;
+    px_server *s = j->s;
+    const px_config *cfg = s->cfg;
+    char err[512];
+    s->loading = 0;
+    if (status != 0 || !s->model) {
+        px_log(PX_LOG_ERROR, "cannot load %s: %s", j->path[0] ? j->path : "the demo model",
+               j->err[0] ? j->err : "cancelled");
+        start_failed(s, 1);
+        return;
+    }
+    if (s->is_demo)
+        px_log(PX_LOG_WARN, "no --model given: serving the built-in demo model %s "
+                            "(random weights: its output is meaningless)",
+               j->path);
+    s->tok = px_model_tokenizer(s->model);
+    const px_model_config *mc = px_model_config_get(s->model);
+    px_log(PX_LOG_INFO,
+           "loaded %s in %.2f s: %s, %d layers, d_model %d, vocab %d, context %d, %lld KV blocks "
+           "of %d tokens",
+           px_model_name(s->model), j->seconds, mc->arch == PX_ARCH_GEMMA3 ? "gemma3" : "llama",
+           mc->n_layer, mc->n_embd, mc->n_vocab, px_model_n_ctx(s->model),
+           (long long)px_model_kv_blocks(s->model), px_model_kv_block_size(s->model));
+    snprintf(s->model_id, sizeof s->model_id, "%s",
+             cfg->model_id ? cfg->model_id : px_model_name(s->model));
+    px_api_limits_init(&s->limits);
+    s->limits.n_ctx = px_model_n_ctx(s->model);
+    s->limits.max_prompt_tokens = s->limits.n_ctx - 1;
+    s->limits.max_tokens_default = cfg->max_tokens_default;
+    s->limits.max_n = cfg->max_n;
+    px_chat_template tmpl = mc->arch == PX_ARCH_GEMMA3 ? PX_TEMPLATE_GEMMA : PX_TEMPLATE_LLAMA2;
+    if (cfg->chat_template) {
+        if (px_chat_template_from_name(cfg->chat_template, &tmpl) < 0) {
+            px_log(PX_LOG_ERROR, "unknown chat_template '%s'", cfg->chat_template);
+            start_failed(s, 2);
+            return;
+        }
+    } else {
+        const char *jinja = px_model_chat_template(s->model);
+        tmpl = px_chat_template_detect(jinja, jinja ? strlen(jinja) : 0, tmpl);
+    }
+    px_log(PX_LOG_INFO, "chat template: %s", px_chat_template_name(tmpl));
+    s->api = (px_api_ctx){.tok = s->tok, .tmpl = tmpl, .limits = &s->limits,
+                          .model_id = s->model_id};
+    px_sched_opts so;
+    px_sched_opts_init(&so);
+    so.max_batch_tokens = cfg->max_batch_tokens;
+    so.max_running = cfg->max_running;
+    so.max_waiting = cfg->max_waiting;
+    so.prefix_cache = cfg->prefix_cache;
+    px_sched *sched = px_sched_create(s->model, &so, err, sizeof err);
+    if (!sched || px_sched_start(sched) < 0) {
+        px_log(PX_LOG_ERROR, "scheduler: %s", sched ? "cannot start its thread" : err);
+        px_sched_destroy(sched);
+        start_failed(s, 1);
+        return;
+    }
+    s->sched = sched;
+    if (s->draining) { /* a signal came during the load */
+        uv_stop(s->loop);
+        return;
+    }
+    s->ready = 1;
+    sd_notify(0, "READY=1");
+    px_log(PX_LOG_INFO, "ready");
+}
+
 int main(int argc, char **argv) {
     px_config cfg;
     char err[512];
@@ -167,79 +280,14 @@ int main(int argc, char **argv) {
     s.started_at = (int64_t)time(NULL);
     pthread_mutex_init(&s.wake_lock, NULL);
 
-    char demo[4096];
-    const char *path = cfg.model;
-    if (!path) {
-        if (px_demo_model_path(demo, sizeof demo, err, sizeof err) < 0) {
-            px_log(PX_LOG_ERROR, "demo model: %s", err);
-            return 1;
-        }
-        path = demo;
-        s.is_demo = 1;
-        px_log(PX_LOG_WARN, "no --model given: serving the built-in demo model %s "
-                            "(random weights: its output is meaningless)",
-               demo);
-    }
-    px_model_opts mo;
-    px_model_opts_init(&mo);
-    mo.n_threads = cfg.threads;
-    mo.n_ctx = cfg.ctx;
-    mo.kv_cache_mb = cfg.kv_cache_mb;
-    mo.max_batch_tokens = cfg.max_batch_tokens;
-    mo.max_logit_rows = PX_MIN(cfg.max_batch_tokens, cfg.max_running + PX_MAX_CHOICES);
-    px_log(PX_LOG_INFO, "loading %s", path);
-    double t0 = px_now();
-    s.model = px_model_load(path, &mo, err, sizeof err);
-    if (!s.model) {
-        px_log(PX_LOG_ERROR, "cannot load %s: %s", path, err);
-        return 1;
-    }
-    s.tok = px_model_tokenizer(s.model);
-    const px_model_config *mc = px_model_config_get(s.model);
-    px_log(PX_LOG_INFO,
-           "loaded %s in %.2f s: %s, %d layers, d_model %d, vocab %d, context %d, %lld KV blocks "
-           "of %d tokens",
-           px_model_name(s.model), px_now() - t0, mc->arch == PX_ARCH_GEMMA3 ? "gemma3" : "llama",
-           mc->n_layer, mc->n_embd, mc->n_vocab, px_model_n_ctx(s.model),
-           (long long)px_model_kv_blocks(s.model), px_model_kv_block_size(s.model));
-    snprintf(s.model_id, sizeof s.model_id, "%s",
-             cfg.model_id ? cfg.model_id : px_model_name(s.model));
-
-    px_sched_opts so;
-    px_sched_opts_init(&so);
-    so.max_batch_tokens = cfg.max_batch_tokens;
-    so.max_running = cfg.max_running;
-    so.max_waiting = cfg.max_waiting;
-    so.prefix_cache = cfg.prefix_cache;
-    s.sched = px_sched_create(s.model, &so, err, sizeof err);
-    if (!s.sched || px_sched_start(s.sched) < 0) {
-        px_log(PX_LOG_ERROR, "scheduler: %s", err);
-        return 1;
-    }
-
-    px_api_limits_init(&s.limits);
-    s.limits.n_ctx = px_model_n_ctx(s.model);
-    s.limits.max_prompt_tokens = s.limits.n_ctx - 1;
-    s.limits.max_tokens_default = cfg.max_tokens_default;
-    s.limits.max_n = cfg.max_n;
-    px_chat_template tmpl = mc->arch == PX_ARCH_GEMMA3 ? PX_TEMPLATE_GEMMA : PX_TEMPLATE_LLAMA2;
-    if (cfg.chat_template) {
-        if (px_chat_template_from_name(cfg.chat_template, &tmpl) < 0) {
-            px_log(PX_LOG_ERROR, "unknown chat_template '%s'", cfg.chat_template);
-            return 2;
-        }
-    } else {
-        const char *jinja = px_model_chat_template(s.model);
-        tmpl = px_chat_template_detect(jinja, jinja ? strlen(jinja) : 0, tmpl);
-    }
-    px_log(PX_LOG_INFO, "chat template: %s", px_chat_template_name(tmpl));
-    s.api = (px_api_ctx){.tok = s.tok, .tmpl = tmpl, .limits = &s.limits, .model_id = s.model_id};
     s.keys = split_keys(cfg.api_keys);
     if (cfg.api_key_file && load_key_file(cfg.api_key_file, &s.keys, err, sizeof err) < 0) {
         px_log(PX_LOG_ERROR, "%s", err);
         return 2;
     }
 
+    /* Listen first and load the model on a worker thread, so that probes
+     * get 503 "loading" instead of a refused connection meanwhile. */
     uv_loop_t loop;
     uv_loop_init(&loop);
     s.loop = &loop;
@@ -259,17 +307,21 @@ int main(int argc, char **argv) {
         px_log(PX_LOG_ERROR, "%s", err);
         return 1;
     }
-    s.ready = 1;
     px_log(PX_LOG_INFO, "listening on %s:%d", cfg.host, cfg.port);
-    sd_notify(0, "READY=1");
+    load_job job = {.s = &s};
+    job.req.data = &job;
+    s.loading = 1;
+    uv_queue_work(&loop, &job.req, load_work, load_done);
 
     uv_run(&loop, UV_RUN_DEFAULT);
+    int exit_code = s.exit_code;
 
     px_stream_cancel_all(&s);
     px_stream_resume_all(&s);
     px_http_run(&s);
     px_http_stop(&s);
-    px_sched_destroy(s.sched); /* joins the thread; cancels what is left */
+    if (s.sched)
+        px_sched_destroy(s.sched); /* joins the thread; cancels what is left */
     px_server_drain_wakes(&s);
     uv_close((uv_handle_t *)&s.wake, NULL);
     uv_close((uv_handle_t *)&s.tick, NULL);
@@ -284,5 +336,5 @@ int main(int argc, char **argv) {
     px_log(PX_LOG_INFO, "stopped");
     px_log_close();
     px_config_free(&cfg);
-    return 0;
+    return exit_code;
 }

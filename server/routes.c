@@ -110,9 +110,13 @@ static enum MHD_Result preflight(px_server *s, px_conn *c, const struct route *r
 static enum MHD_Result handle_metrics(px_server *s, px_conn *c) {
     px_stats_counters sc;
     px_hist ttft, itl, e2e, queue;
-    px_sched_snapshot(s->sched, &sc, &ttft, &itl, &e2e, &queue);
+    int have = s->sched != NULL;
+    if (have)
+        px_sched_snapshot(s->sched, &sc, &ttft, &itl, &e2e, &queue);
     px_buf b = {0};
-    if (px_metrics_render(&b, s->model_id, &sc, &ttft, &itl, &e2e, &queue, &s->counters) < 0) {
+    if (px_metrics_render(&b, s->model_id, have ? &sc : NULL, have ? &ttft : NULL,
+                          have ? &itl : NULL, have ? &e2e : NULL, have ? &queue : NULL,
+                          &s->counters) < 0) {
         px_buf_free(&b);
         return MHD_NO;
     }
@@ -177,9 +181,15 @@ enum MHD_Result px_route(px_server *s, px_conn *c) {
                     "missing or invalid API key");
         return px_respond_error(c, &e);
     }
+    if (!s->sched && id != R_HEALTH && id != R_READY && id != R_METRICS) {
+        px_api_fail(&e, 503, "unavailable_error", NULL, NULL, "the model is loading");
+        return px_respond_error(c, &e);
+    }
     switch (id) {
     case R_HEALTH: {
         /* Alive means the scheduler thread is making progress too. */
+        if (!s->sched)
+            return px_respond(c, 200, "application/json", "{\"status\":\"loading\"}", 20);
         px_stats_counters sc;
         px_sched_snapshot(s->sched, &sc, NULL, NULL, NULL, NULL);
         int stuck = sc.last_step_time > 0 && px_now() - sc.last_step_time > 30.0;

@@ -65,6 +65,8 @@ typedef struct px_server {
     int n_streams;
     uint64_t next_id;
     int ready;               /* /ready answers 200 */
+    int loading;             /* the model is being loaded (sched is NULL) */
+    int exit_code;           /* process exit status when the loop ends */
     int draining;            /* SIGTERM received */
     double drain_deadline;
     px_http_counters counters;

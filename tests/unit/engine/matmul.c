@@ -127,8 +127,7 @@ static void check_result(const wmat *m, const float *x, int n_tok, const float *
 static int act_block(px_dtype type, px_matmul_path path) {
     int act = px__act_type(type);
     if (act == PX_DTYPE_F32 || path == PX_MATMUL_BLAS) return 0;
-    if (path == PX_MATMUL_GEMM16 || path == PX_MATMUL_GEMM4) return 32;
-    return act == PX_DTYPE_Q8_K ? 256 : 32;
+    return act == PX_DTYPE_Q8_K ? 256 : 32; /* every int8 path sees the row formats */
 }
 
 enum { MAX_TOK = 513, N_IN = 512, N_OUT = 37 };
@@ -157,8 +156,6 @@ static void run_set(const char *set, px_matmul_path path, const int *toks, int n
             char what[96];
             snprintf(what, sizeof what, "%s %s path %d n_tok %d%s", set,
                      px_dtype_get(dtypes[d])->name, (int)path, n_tok, raw_bytes ? " raw" : "");
-            /* AUTO may pick any path: K types then get the q8_K bound (the
-             * loosest); _0 types have 32-element blocks on every int8 path. */
             int blk = act_block(dtypes[d], path == PX_MATMUL_AUTO ? PX_MATMUL_ROWS : path);
             check_result(&m, x, n_tok, y, blk, what);
         }
@@ -193,13 +190,13 @@ START_TEST(test_raw_blocks_vs_f32) {
     /* random bytes exercise every quant and scale bit pattern */
     run_set(sets[_i], PX_MATMUL_ROWS, few_toks, PX_ARRAY_LEN(few_toks), true);
     run_set(sets[_i], PX_MATMUL_GEMM16, few_toks, PX_ARRAY_LEN(few_toks), true);
-    run_set(sets[_i], PX_MATMUL_GEMM4, few_toks, PX_ARRAY_LEN(few_toks), true);
 }
 END_TEST
 
 /* The SIMD sets quantize activations to the same bytes as the portable one
- * and their dots agree to float rounding, for every nrc and for rows of an
- * odd number of 32-blocks (the single-token kernels take blocks in pairs). */
+ * and, for quantized weights, their dots give the same bits (the canonical
+ * order of kernels.h), for every nrc and for rows of an odd number of
+ * 32-blocks (a partial group of 8); float weights agree to rounding. */
 START_TEST(test_simd_vs_portable) {
     const px_kernels *ref = &px__kernels_ref;
     if (px_matmul_force_kernels(sets[_i]) != 0) return;
@@ -209,8 +206,7 @@ START_TEST(test_simd_vs_portable) {
     static float x[NT * NMAX];
     static px_block_q8a a_ref[NT * NMAX / 32], a_simd[NT * NMAX / 32];
     static px_block_q8_K k_ref[NT * NMAX / 256], k_simd[NT * NMAX / 256];
-    static px_block_q8t t_ref[NMAX / 32], t_simd[NMAX / 32];
-    static px_block_q8t4 t4_ref[NMAX / 32], t4_simd[NMAX / 32];
+    static px_block_q8t t_a[NMAX / 32], t_k[NMAX / 32];
     for (size_t wi = 0; wi < PX_ARRAY_LEN(widths); wi++) {
         const int N = widths[wi];
         px_test_fill_random(x, (size_t)NT * N, 9 + wi);
@@ -222,22 +218,31 @@ START_TEST(test_simd_vs_portable) {
         ks->quantize_q8a(x, a_simd, NT * N);
         ck_assert_mem_eq(a_ref, a_simd, na * sizeof(px_block_q8a));
         ck_assert_float_eq(a_ref[1].d, 0.0f);
+        /* the gemm16 layout holds exactly the row formats' values */
+        px__q8t_from_q8a(a_ref, (size_t)N / 32, NT - 1, N / 32, t_a);
+        for (int t = 0; t < 16; t++) {
+            bool in = t < NT - 1; /* tokens past n_tok are zero */
+            const px_block_q8a *ab = &a_ref[(size_t)(in ? t : 0) * (size_t)N / 32 + 3];
+            int sa = 0;
+            for (int j = 0; j < 16; j++)
+                sa += ab->qs[j];
+            ck_assert_int_eq(t_a[3].sa[t], in ? sa : 0);
+            ck_assert_int_eq(t_a[3].sb[t], in ? ab->sum - sa : 0);
+            ck_assert(t_a[3].d[t] == (in ? ab->d : 0.0f));
+            for (int j = 0; j < 32; j++)
+                ck_assert_int_eq(t_a[3].qs[j / 4][t][j % 4], in ? ab->qs[j] : 0);
+        }
         if (N % 256 == 0) {
             ref->quantize_q8k(x, k_ref, NT * N);
             ks->quantize_q8k(x, k_simd, NT * N);
             ck_assert_mem_eq(k_ref, k_simd, (size_t)NT * N / 256 * sizeof(px_block_q8_K));
-        }
-        if (ks->quantize_q8t) {
-            ref->quantize_q8t(x, (size_t)N, NT - 1, N, t_ref);
-            ks->quantize_q8t(x, (size_t)N, NT - 1, N, t_simd);
-            ck_assert_mem_eq(t_ref, t_simd, (size_t)N / 32 * sizeof(px_block_q8t));
-        }
-        if (ks->quantize_q8t4) {
-            ref->quantize_q8t4(x, (size_t)N, NT - 1, N, t4_ref);
-            ks->quantize_q8t4(x, (size_t)N, NT - 1, N, t4_simd);
-            ck_assert_mem_eq(t4_ref, t4_simd, (size_t)N / 32 * sizeof(px_block_q8t4));
-            /* the layout: lane 4k + t of image z holds q[t][16z + 4k ..] */
-            ck_assert_int_eq(t4_ref[1].qs[1][4 * 2 + 1][3], a_ref[N / 32 + 1].qs[16 + 8 + 3]);
+            px__q8t_from_q8k(k_ref, (size_t)N / 256, NT - 1, N / 256, t_k);
+            const px_block_q8_K *kb = &k_ref[(size_t)N / 256 + 1]; /* token 1, superblock 1 */
+            const px_block_q8t *tb = &t_k[8 + 5];                  /* its chunk 5 */
+            ck_assert_int_eq(tb->sa[1], kb->bsums[10]);
+            ck_assert_int_eq(tb->sb[1], kb->bsums[11]);
+            ck_assert(tb->d[1] == kb->d);
+            ck_assert_int_eq(tb->qs[6][1][2], kb->qs[32 * 5 + 26]);
         }
         for (size_t d = 0; d < PX_ARRAY_LEN(dtypes); d++) {
             px_dtype ty = dtypes[d];
@@ -258,6 +263,10 @@ START_TEST(test_simd_vs_portable) {
                     float o_ref[PX_NRC_MAX], o_simd[PX_NRC_MAX];
                     ref->vec_dot[ty](N, row, xa, stride, nrc, o_ref);
                     ks->vec_dot[ty](N, row, xa, stride, nrc, o_simd);
+                    if (act != PX_DTYPE_F32)
+                        ck_assert_msg(memcmp(o_ref, o_simd, sizeof(float) * (size_t)nrc) == 0,
+                                      "%s %s n %d row %d nrc %d: not bitwise the portable dot",
+                                      sets[_i], px_dtype_get(ty)->name, N, r, nrc);
                     for (int t = 0; t < nrc; t++) {
                         double mag = 0.0;
                         for (int j = 0; j < N; j++)
@@ -359,6 +368,73 @@ START_TEST(test_multi_vs_single) {
 }
 END_TEST
 
+/* Batch invariance (kernels.h): row t of y is bitwise what px_matmul gives
+ * for row t alone, for every dtype, n_tok (across the ROWS / GEMM16 switch
+ * points and partial token groups) and thread count; rows of 25 blocks of
+ * 32 leave a partial group of 8. For quantized weights every kernel set
+ * also gives the portable set's bits. */
+START_TEST(test_batch_invariant) {
+    static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 16, 17, 31, 33, 64, 100, 513};
+    enum { MT = 513, NI = 800, NO = 37, NPORT = 40 };
+    if (px_matmul_force_kernels(sets[_i]) != 0) return;
+    px_pool *pools[2] = {px_pool_create(1), px_pool_create(2)};
+    px_matmul_ctx *ctx[2];
+    for (int p = 0; p < 2; p++) {
+        ck_assert_ptr_nonnull(pools[p]);
+        ctx[p] = px_matmul_ctx_create(pools[p], MT, NI);
+        ck_assert_ptr_nonnull(ctx[p]);
+    }
+    float *x = malloc(sizeof(float) * MT * NI);
+    float *solo = malloc(sizeof(float) * MT * NO), *y = malloc(sizeof(float) * MT * NO);
+    float *port = malloc(sizeof(float) * NPORT * NO);
+    ck_assert(x && solo && y && port);
+    px_test_fill_random(x, (size_t)MT * NI, 23);
+    for (int j = 0; j < 64; j++)
+        x[NI + j] = 0.0f; /* zero blocks: zero scales, +-0 products */
+    for (size_t d = 0; d < PX_ARRAY_LEN(dtypes); d++) {
+        px_dtype ty = dtypes[d];
+        int n_in = px_dtype_get(ty)->block_elems == 256 ? 768 : NI;
+        wmat m;
+        wmat_make(&m, ty, n_in, NO, true, 50 + d);
+        const char *name = px_dtype_get(ty)->name;
+        for (int t = 0; t < MT; t++)
+            ck_assert_int_eq(
+                px_matmul(ctx[0], &m.t, x + (size_t)t * (size_t)n_in, 1, solo + (size_t)t * NO), 0);
+        for (int p = 0; p < 2; p++) {
+            for (size_t k = 0; k < PX_ARRAY_LEN(toks); k++) {
+                int nt = toks[k];
+                for (size_t e = 0; e < (size_t)nt * NO; e++)
+                    y[e] = NAN;
+                ck_assert_int_eq(px_matmul(ctx[p], &m.t, x, nt, y), 0);
+                for (int t = 0; t < nt; t++)
+                    ck_assert_msg(
+                        memcmp(y + (size_t)t * NO, solo + (size_t)t * NO, sizeof(float) * NO) == 0,
+                        "%s %s: row %d of n_tok %d on %d threads differs from solo", sets[_i], name,
+                        t, nt, p + 1);
+            }
+        }
+        check_result(&m, x, MT, solo, act_block(ty, PX_MATMUL_ROWS), "solo");
+        if (px__act_type(ty) != PX_DTYPE_F32 && strcmp(sets[_i], "portable") != 0) {
+            ck_assert_int_eq(px_matmul_force_kernels("portable"), 0);
+            ck_assert_int_eq(px_matmul(ctx[1], &m.t, x, NPORT, port), 0);
+            ck_assert_int_eq(px_matmul_force_kernels(sets[_i]), 0);
+            ck_assert_msg(memcmp(port, solo, sizeof(float) * NPORT * NO) == 0,
+                          "%s %s: differs from the portable set", sets[_i], name);
+        }
+        wmat_free(&m);
+    }
+    free(x);
+    free(solo);
+    free(y);
+    free(port);
+    for (int p = 0; p < 2; p++) {
+        px_matmul_ctx_destroy(ctx[p]);
+        px_pool_destroy(pools[p]);
+    }
+    px_matmul_force_kernels("portable");
+}
+END_TEST
+
 START_TEST(test_attention_helpers) {
     static const int lens[] = {1, 7, 33, 257};
     if (px_matmul_force_kernels(sets[_i]) != 0) return;
@@ -450,6 +526,7 @@ Suite *px_suite_matmul(void) {
     tcase_add_loop_test(tc, test_raw_blocks_vs_f32, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_simd_vs_portable, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_multi_vs_single, 0, PX_ARRAY_LEN(sets));
+    tcase_add_loop_test(tc, test_batch_invariant, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_attention_helpers, 0, PX_ARRAY_LEN(sets));
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
