@@ -90,8 +90,9 @@ struct px_sched {
     /* step pacing (see plan_step) */
     int32_t prefill_cap;      /* prefill tokens allowed in a step with decodes */
     int32_t step_decode_rows; /* decodes planned this step */
-    double ema_decode_step;   /* seconds of a decode-only step (0: unknown) */
-    double ema_row_time;      /* seconds per row of prefill-heavy steps (0: unknown) */
+    /* step time ~ a + b * rows, fitted by exponentially weighted least
+     * squares over recent steps: sums of weights, x, y, x^2, x*y */
+    double fit_w, fit_x, fit_y, fit_xx, fit_xy;
 };
 
 /* --- small containers ------------------------------------------------- */
@@ -165,7 +166,7 @@ void px_sched_opts_init(px_sched_opts *o) {
     o->max_running = 64;
     o->max_waiting = 1024;
     o->prefix_cache = true;
-    o->itl_ratio = 2.5;
+    o->itl_ratio = 2.0;
 }
 
 px_sched *px_sched_create(px_model *m, const px_sched_opts *o_in, char *err, size_t errlen) {
@@ -548,19 +549,48 @@ static int32_t blocks_for(const px_sched *s, int32_t n_tokens) {
 
 /* Plans this step: returns the number of planned sequences in s->plan, each
  * with its chunk; blocks reserved. */
-/* The prefill tokens a step may add while decodes run: (itl_ratio - 1)
- * decode-steps' worth of time, from the measured costs. */
-static int32_t prefill_cap(const px_sched *s) {
+/* Fits step time = a + b * rows from the recent steps. 0 if not known yet. */
+static int step_cost(const px_sched *s, double *a, double *b) {
+    double det = s->fit_w * s->fit_xx - s->fit_x * s->fit_x;
+    if (s->fit_w < 2.0 || det <= 1e-9 * s->fit_w * s->fit_xx)
+        return 0;
+    *b = (s->fit_w * s->fit_xy - s->fit_x * s->fit_y) / det;
+    *a = (s->fit_y - *b * s->fit_x) / s->fit_w;
+    if (!(*b > 0))
+        return 0;
+    if (*a < 0)
+        *a = 0;
+    return 1;
+}
+
+static void step_cost_add(px_sched *s, int32_t rows, double seconds) {
+    const double keep = 0.95, x = rows;
+    s->fit_w = s->fit_w * keep + 1.0;
+    s->fit_x = s->fit_x * keep + x;
+    s->fit_y = s->fit_y * keep + seconds;
+    s->fit_xx = s->fit_xx * keep + x * x;
+    s->fit_xy = s->fit_xy * keep + x * seconds;
+}
+
+/* The prefill tokens a step with n_decodes decodes may add: (itl_ratio - 1)
+ * decode-steps' worth of time at the fitted cost per row. Small until the
+ * costs are known. */
+static int32_t prefill_cap(const px_sched *s, int32_t n_decodes) {
+    double a, b;
     if (s->o.itl_ratio <= 1.0)
         return s->o.max_batch_tokens;
-    if (s->ema_decode_step <= 0 || s->ema_row_time <= 0)
-        return PX_MAX(16, s->o.max_batch_tokens / 4);
-    double c = (s->o.itl_ratio - 1.0) * s->ema_decode_step / s->ema_row_time;
+    if (!step_cost(s, &a, &b))
+        return PX_MAX(16, s->o.max_batch_tokens / 16);
+    double c = (s->o.itl_ratio - 1.0) * (a + b * n_decodes) / b;
     return (int32_t)PX_MAX(16.0, PX_MIN((double)s->o.max_batch_tokens, c));
 }
 
 static int32_t plan_step(px_sched *s) {
-    s->prefill_cap = prefill_cap(s);
+    /* Decodes first: the cap depends on how many run this step. */
+    int32_t n_running_decodes = 0;
+    for (int32_t i = 0; i < s->running.n; i++)
+        n_running_decodes += s->running.v[i]->state == SEQ_DECODE;
+    s->prefill_cap = prefill_cap(s, n_running_decodes);
     int32_t n_plan = 0, budget = s->o.max_batch_tokens, logit_rows = 0;
     /* Pass 0: running decodes, one token each, oldest first. Pass 1: partial
      * prefills in the budget left, capped while decodes run so that a step
@@ -813,18 +843,8 @@ int px_sched_step(px_sched *s) {
         double t0 = px_now();
         rc = px_forward(s->model, &b, s->logits, err, sizeof err);
         double now = px_now();
-        if (rc == 0) {
-            /* Costs for pacing prefill against decodes (EMA, weight 1/8). */
-            double dt = now - t0;
-            if (n == s->step_decode_rows)
-                s->ema_decode_step = s->ema_decode_step > 0
-                                         ? s->ema_decode_step + (dt - s->ema_decode_step) / 8
-                                         : dt;
-            else if (n >= 32)
-                s->ema_row_time = s->ema_row_time > 0
-                                      ? s->ema_row_time + (dt / n - s->ema_row_time) / 8
-                                      : dt / n;
-        }
+        if (rc == 0)
+            step_cost_add(s, n, now - t0); /* for pacing prefill against decodes */
         if (rc < 0) {
             for (int32_t p = 0; p < n_plan; p++)
                 finish_seq(s, s->plan[p], PX_FINISH_ERROR, rc, "internal error in the model");

@@ -37,7 +37,7 @@ typedef struct px_sched_opts {
     bool prefix_cache;    /* reuse published prefix blocks (default true) */
     double itl_ratio;     /* while decodes run, prefill chunks are sized so a step
                            * takes at most this many decode-only steps' time, from
-                           * measured costs (default 2.5; <= 1: no cap) */
+                           * measured costs (default 2; <= 1: no cap) */
 } px_sched_opts;
 void px_sched_opts_init(px_sched_opts *o);
 
