@@ -9,6 +9,7 @@
 //
 //   node bench/httpbench.mjs --url http://127.0.0.1:8080 [--conc 1,4,16,64]
 //        [--prompt 128] [--gen 128] [--vocab 262144] [--timeout 600] [--api-key K]
+//        [--logprobs 1]
 const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, arr) => {
   if (v.startsWith('--')) a.push([v.slice(2), arr[i + 1]]);
   return a;
@@ -17,6 +18,7 @@ const url = args.url ?? 'http://127.0.0.1:8080';
 const levels = (args.conc ?? '1,4,16,64').split(',').map(Number);
 const promptLen = Number(args.prompt ?? 128), gen = Number(args.gen ?? 128);
 const vocab = Number(args.vocab ?? 262144), timeoutS = Number(args.timeout ?? 600);
+const withLogprobs = 'logprobs' in args;
 const headers = { 'Content-Type': 'application/json' };
 if (args['api-key']) headers.Authorization = `Bearer ${args['api-key']}`;
 
@@ -27,10 +29,11 @@ async function one(prompt) {
   const t0 = performance.now();
   const res = await fetch(url + '/v1/completions', {
     method: 'POST', headers, signal: AbortSignal.timeout(timeoutS * 1000),
-    // logprobs: 0 makes every token a chunk even when its text is empty (random
-    // test models produce many such tokens); usage gives the exact count.
+    // usage gives the exact token count; --logprobs makes every token a chunk
+    // even when its text is empty (random test models produce many such
+    // tokens), at the cost of a log-softmax per token.
     body: JSON.stringify({ model: 'bench', prompt, max_tokens: gen, temperature: 0, ignore_eos: true, stream: true,
-      logprobs: 0, stream_options: { include_usage: true } }),
+      ...(withLogprobs ? { logprobs: 0 } : {}), stream_options: { include_usage: true } }),
   });
   if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
   const dec = new TextDecoder();
@@ -46,7 +49,7 @@ async function one(prompt) {
       const j = JSON.parse(ev.slice(6));
       if (j.error) throw new Error(j.error.message);
       if (j.usage && !j.choices.length) { usage = j.usage.completion_tokens; continue; }
-      if (!j.choices?.[0]?.logprobs) continue;
+      if (withLogprobs ? !j.choices?.[0]?.logprobs : !j.choices?.[0]?.text) continue;
       const now = performance.now();
       if (!first) first = now; else gaps.push(now - last);
       last = now;
