@@ -36,14 +36,14 @@ static int check_batch(const px_model *m, const px_batch *b, int *n_logits, char
             return px_fail(err, errlen, PX_EINVAL, "sequence %d: bad block table", s);
         for (int i = 0; i < sq->n_blocks; i++)
             if (sq->blocks[i] < 0 || sq->blocks[i] >= m->kv_blocks)
-                return px_fail(err, errlen, PX_EINVAL, "sequence %d: block id %d out of range",
-                               s, sq->blocks[i]);
+                return px_fail(err, errlen, PX_EINVAL, "sequence %d: block id %d out of range", s,
+                               sq->blocks[i]);
     }
     int nl = 0;
     for (int i = 0; i < b->n_tok; i++) {
         if (b->tokens[i] < 0 || b->tokens[i] >= m->cfg.n_vocab)
-            return px_fail(err, errlen, PX_EINVAL, "token id %d out of range [0, %d)",
-                           b->tokens[i], m->cfg.n_vocab);
+            return px_fail(err, errlen, PX_EINVAL, "token id %d out of range [0, %d)", b->tokens[i],
+                           m->cfg.n_vocab);
         if (b->seq[i] < 0 || b->seq[i] >= b->n_seqs)
             return px_fail(err, errlen, PX_EINVAL, "row %d: sequence index %d out of range", i,
                            b->seq[i]);
@@ -53,10 +53,9 @@ static int check_batch(const px_model *m, const px_batch *b, int *n_logits, char
             return px_fail(err, errlen, PX_EINVAL, "position %d outside the context of %d", p,
                            m->n_ctx);
         if (p / m->kv_block_size >= sq->n_blocks)
-            return px_fail(err, errlen, PX_EINVAL, "position %d outside the block table (%d blocks)",
-                           p, sq->n_blocks);
-        if (b->want_logits && b->want_logits[i])
-            nl++;
+            return px_fail(err, errlen, PX_EINVAL,
+                           "position %d outside the block table (%d blocks)", p, sq->n_blocks);
+        if (b->want_logits && b->want_logits[i]) nl++;
     }
     if (nl > m->max_logit_rows)
         return px_fail(err, errlen, PX_EINVAL, "%d logit rows (limit %d)", nl, m->max_logit_rows);
@@ -89,8 +88,8 @@ static void attend_one(px_model *m, const px_batch *b, int layer, int local, int
     float mx = -INFINITY;
     for (int32_t t = lo; t <= p; t++) {
         const px_f16 *kb = px__kv_block(m, layer, 0, sq->blocks[t / bs]);
-        float s = px_dot_f16_f32(hd, kb + (size_t)(t % bs) * slot_stride + head_off, q) *
-                  c->attn_scale;
+        float s =
+            px_dot_f16_f32(hd, kb + (size_t)(t % bs) * slot_stride + head_off, q) * c->attn_scale;
         scores[t - lo] = s;
         mx = s > mx ? s : mx;
     }
@@ -150,8 +149,7 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
         /* Q, K and V share one quantized input and one pool run. */
         const px_tensor *w[3] = {&L->wq, &L->wk, &L->wv};
         float *y[3] = {rs->q, rs->k, rs->v};
-        if ((rc = px_matmul_multi(m->mm, 3, w, rs->xn, T, y)) < 0)
-            return rc;
+        if ((rc = px_matmul_multi(m->mm, 3, w, rs->xn, T, y)) < 0) return rc;
     }
     if (gemma) {
         px_rmsnorm(rs->q, rs->q, L->q_norm.data, (int64_t)T * c->n_head, hd, c->rms_eps);
@@ -165,10 +163,8 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
     store_kv(m, b, il);
     attn_job job = {.m = m, .b = b, .layer = il, .local = L->is_local};
     px_pool_run(m->pool, attn_worker, &job);
-    if ((rc = px_matmul(m->mm, &L->wo, rs->att, T, rs->xn)) < 0)
-        return rc;
-    if (gemma)
-        px_rmsnorm(rs->xn, rs->xn, L->post_attn_norm.data, T, c->n_embd, c->rms_eps);
+    if ((rc = px_matmul(m->mm, &L->wo, rs->att, T, rs->xn)) < 0) return rc;
+    if (gemma) px_rmsnorm(rs->xn, rs->xn, L->post_attn_norm.data, T, c->n_embd, c->rms_eps);
     for (size_t i = 0; i < (size_t)T * c->n_embd; i++)
         rs->x[i] += rs->xn[i];
 
@@ -176,17 +172,14 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
     {
         const px_tensor *w[2] = {&L->w_gate, &L->w_up};
         float *y[2] = {rs->gate, rs->up};
-        if ((rc = px_matmul_multi(m->mm, 2, w, rs->xn, T, y)) < 0)
-            return rc;
+        if ((rc = px_matmul_multi(m->mm, 2, w, rs->xn, T, y)) < 0) return rc;
     }
     if (gemma)
         px_geglu(rs->gate, rs->up, (int64_t)T * c->n_ff);
     else
         px_swiglu(rs->gate, rs->up, (int64_t)T * c->n_ff);
-    if ((rc = px_matmul(m->mm, &L->w_down, rs->gate, T, rs->xn)) < 0)
-        return rc;
-    if (gemma)
-        px_rmsnorm(rs->xn, rs->xn, L->post_ffn_norm.data, T, c->n_embd, c->rms_eps);
+    if ((rc = px_matmul(m->mm, &L->w_down, rs->gate, T, rs->xn)) < 0) return rc;
+    if (gemma) px_rmsnorm(rs->xn, rs->xn, L->post_ffn_norm.data, T, c->n_embd, c->rms_eps);
     for (size_t i = 0; i < (size_t)T * c->n_embd; i++)
         rs->x[i] += rs->xn[i];
     return 0;
@@ -194,8 +187,7 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
 
 int px_forward(px_model *m, const px_batch *b, float *logits, char *err, size_t errlen) {
     int n_logits = 0, rc;
-    if ((rc = check_batch(m, b, &n_logits, err, errlen)) < 0)
-        return rc;
+    if ((rc = check_batch(m, b, &n_logits, err, errlen)) < 0) return rc;
     const px_model_config *c = &m->cfg;
     px_run_state *rs = &m->rs;
     const int T = b->n_tok, hd = c->head_dim;
@@ -214,8 +206,7 @@ int px_forward(px_model *m, const px_batch *b, float *logits, char *err, size_t 
     for (int il = 0; il < c->n_layer; il++)
         if ((rc = layer_forward(m, b, il)) < 0)
             return px_fail(err, errlen, rc, "layer %d: %s", il, px_strerror(rc));
-    if (n_logits == 0)
-        return 0;
+    if (n_logits == 0) return 0;
     int r = 0;
     for (int i = 0; i < T; i++)
         if (b->want_logits[i])

@@ -18,20 +18,24 @@
  * each of them (with its "▁" word-start form) and all their prefixes, so
  * BPE merges reach whole words. */
 static const char *const k_words[] = {
-    "the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are",
-    "as", "with", "his", "they", "at", "be", "this", "have", "from", "or", "one", "had", "by",
-    "word", "but", "not", "what", "all", "were", "we", "when", "your", "can", "said", "there",
-    "use", "an", "each", "which", "she", "do", "how", "their", "if", "will", "up", "other",
-    "about", "out", "many", "then", "them", "these", "so", "some", "her", "would", "make",
-    "like", "him", "into", "time", "has", "look", "two", "more", "write", "go", "see",
-    "number", "no", "way", "could", "people", "my", "than", "first", "water", "been", "call",
-    "who", "its", "now", "find", "long", "down", "day", "did", "get", "come", "made", "may",
-    "part", "hello", "world", "model", "token", "server", "stream", "image", "text", "user",
-    "assistant", "system", "question", "answer", "please", "thank", "tell", "story", "cat",
-    "dog", "Hello", "The", "What", "How", "Why", "def", "return", "int", "void", "char",
-    "float", "for", "while", "if", "else", "import", "class", "function", "const", "let",
-    "var", "true", "false", "null", "print", "self", "ing", "ed", "er", "ly", "tion", "ment",
-    "ness", "able", "est", "ous", "ive", "al", "ic",
+    "the",      "of",     "and",    "to",     "in",    "is",     "you",   "that",      "it",
+    "he",       "was",    "for",    "on",     "are",   "as",     "with",  "his",       "they",
+    "at",       "be",     "this",   "have",   "from",  "or",     "one",   "had",       "by",
+    "word",     "but",    "not",    "what",   "all",   "were",   "we",    "when",      "your",
+    "can",      "said",   "there",  "use",    "an",    "each",   "which", "she",       "do",
+    "how",      "their",  "if",     "will",   "up",    "other",  "about", "out",       "many",
+    "then",     "them",   "these",  "so",     "some",  "her",    "would", "make",      "like",
+    "him",      "into",   "time",   "has",    "look",  "two",    "more",  "write",     "go",
+    "see",      "number", "no",     "way",    "could", "people", "my",    "than",      "first",
+    "water",    "been",   "call",   "who",    "its",   "now",    "find",  "long",      "down",
+    "day",      "did",    "get",    "come",   "made",  "may",    "part",  "hello",     "world",
+    "model",    "token",  "server", "stream", "image", "text",   "user",  "assistant", "system",
+    "question", "answer", "please", "thank",  "tell",  "story",  "cat",   "dog",       "Hello",
+    "The",      "What",   "How",    "Why",    "def",   "return", "int",   "void",      "char",
+    "float",    "for",    "while",  "if",     "else",  "import", "class", "function",  "const",
+    "let",      "var",    "true",   "false",  "null",  "print",  "self",  "ing",       "ed",
+    "er",       "ly",     "tion",   "ment",   "ness",  "able",   "est",   "ous",       "ive",
+    "al",       "ic",
 };
 
 typedef struct vocab_builder {
@@ -44,34 +48,28 @@ typedef struct vocab_builder {
 static int vb_find(const vocab_builder *v, const char *s) {
     /* Build-time only: the vocabulary is a few thousand entries. */
     for (int32_t i = 0; i < v->n; i++)
-        if (strcmp(v->tok[i], s) == 0)
-            return i;
+        if (strcmp(v->tok[i], s) == 0) return i;
     return -1;
 }
 
 /* Appends s unless present (when check_dup). */
 static int vb_push(vocab_builder *v, const char *s, float score, int32_t type, int check_dup) {
-    if (check_dup && vb_find(v, s) >= 0)
-        return 0;
+    if (check_dup && vb_find(v, s) >= 0) return 0;
     if (v->n == v->cap) {
         int32_t cap = v->cap ? v->cap * 2 : 1024;
         char **t = realloc(v->tok, sizeof(char *) * (size_t)cap);
-        if (!t)
-            return PX_ENOMEM;
+        if (!t) return PX_ENOMEM;
         v->tok = t;
         float *sc = realloc(v->score, sizeof(float) * (size_t)cap);
-        if (!sc)
-            return PX_ENOMEM;
+        if (!sc) return PX_ENOMEM;
         v->score = sc;
         int32_t *ty = realloc(v->type, sizeof(int32_t) * (size_t)cap);
-        if (!ty)
-            return PX_ENOMEM;
+        if (!ty) return PX_ENOMEM;
         v->type = ty;
         v->cap = cap;
     }
     v->tok[v->n] = strdup(s);
-    if (!v->tok[v->n])
-        return PX_ENOMEM;
+    if (!v->tok[v->n]) return PX_ENOMEM;
     v->score[v->n] = score;
     v->type[v->n] = type;
     v->n++;
@@ -95,16 +93,20 @@ static void vb_free(vocab_builder *v) {
 static int build_vocab(vocab_builder *v, px_arch arch, int32_t n_vocab) {
     int rc = 0;
     if (arch == PX_ARCH_GEMMA3) {
-        static const char *const sp[] = {"<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>",
-                                         "<end_of_turn>", "<start_of_image>", "<end_of_image>"};
+        static const char *const sp[] = {"<pad>",
+                                         "<eos>",
+                                         "<bos>",
+                                         "<unk>",
+                                         "<start_of_turn>",
+                                         "<end_of_turn>",
+                                         "<start_of_image>",
+                                         "<end_of_image>"};
         for (size_t i = 0; i < PX_ARRAY_LEN(sp) && !rc; i++)
             rc = vb_add(v, sp[i], 0.0f, i == 3 ? PX_TOKEN_UNKNOWN : PX_TOKEN_CONTROL);
     } else {
         rc = vb_add(v, "<unk>", 0.0f, PX_TOKEN_UNKNOWN);
-        if (!rc)
-            rc = vb_add(v, "<s>", 0.0f, PX_TOKEN_CONTROL);
-        if (!rc)
-            rc = vb_add(v, "</s>", 0.0f, PX_TOKEN_CONTROL);
+        if (!rc) rc = vb_add(v, "<s>", 0.0f, PX_TOKEN_CONTROL);
+        if (!rc) rc = vb_add(v, "</s>", 0.0f, PX_TOKEN_CONTROL);
     }
     char buf[64];
     for (int b = 0; b < 256 && !rc; b++) {
@@ -113,21 +115,16 @@ static int build_vocab(vocab_builder *v, px_arch arch, int32_t n_vocab) {
     }
     /* Single characters: the space marker, newline, tab, printable ASCII. */
     float score = -1.0f;
-    if (!rc)
-        rc = vb_add(v, SP, score, PX_TOKEN_NORMAL);
-    if (!rc)
-        rc = vb_add(v, "\n", score, PX_TOKEN_NORMAL);
-    if (!rc)
-        rc = vb_add(v, "\t", score, PX_TOKEN_NORMAL);
+    if (!rc) rc = vb_add(v, SP, score, PX_TOKEN_NORMAL);
+    if (!rc) rc = vb_add(v, "\n", score, PX_TOKEN_NORMAL);
+    if (!rc) rc = vb_add(v, "\t", score, PX_TOKEN_NORMAL);
     for (int ch = 33; ch < 127 && !rc; ch++) {
         buf[0] = (char)ch;
         buf[1] = 0;
         rc = vb_add(v, buf, score, PX_TOKEN_NORMAL);
     }
-    if (!rc)
-        rc = vb_add(v, SP SP, -2.0f, PX_TOKEN_NORMAL);
-    if (!rc)
-        rc = vb_add(v, "\n\n", -2.0f, PX_TOKEN_NORMAL);
+    if (!rc) rc = vb_add(v, SP SP, -2.0f, PX_TOKEN_NORMAL);
+    if (!rc) rc = vb_add(v, "\n\n", -2.0f, PX_TOKEN_NORMAL);
     /* Words: prefixes in order of length, earlier words score higher. */
     for (size_t w = 0; w < PX_ARRAY_LEN(k_words) && !rc; w++) {
         const char *word = k_words[w];
@@ -148,10 +145,8 @@ static int build_vocab(vocab_builder *v, px_arch arch, int32_t n_vocab) {
             }
         }
     }
-    if (rc)
-        return rc;
-    if (v->n > n_vocab)
-        return PX_EINVAL;
+    if (rc) return rc;
+    if (v->n > n_vocab) return PX_EINVAL;
     for (int32_t i = v->n; i < n_vocab && !rc; i++) {
         snprintf(buf, sizeof buf, "<unused%d>", i);
         rc = vb_push(v, buf, -1e9f, PX_TOKEN_UNUSED, 0); /* unique by construction */
@@ -162,8 +157,7 @@ static int build_vocab(vocab_builder *v, px_arch arch, int32_t n_vocab) {
 int px_mkmodel_write_vocab(struct px_gguf_writer *w, px_arch arch, int32_t n_vocab) {
     vocab_builder v = {0};
     int rc = build_vocab(&v, arch, n_vocab);
-    if (rc == 0)
-        rc = px_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    if (rc == 0) rc = px_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
     if (rc == 0)
         rc = px_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v.tok,
                                         (uint64_t)v.n);
@@ -174,20 +168,13 @@ int px_mkmodel_write_vocab(struct px_gguf_writer *w, px_arch arch, int32_t n_voc
         rc = px_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", PX_GGUF_INT32, v.type,
                                     (uint64_t)v.n);
     int gemma = arch == PX_ARCH_GEMMA3;
-    if (rc == 0)
-        rc = px_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", gemma ? 2 : 1);
-    if (rc == 0)
-        rc = px_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", gemma ? 1 : 2);
-    if (rc == 0)
-        rc = px_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", gemma ? 3 : 0);
-    if (rc == 0 && gemma)
-        rc = px_gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", 0);
-    if (rc == 0)
-        rc = px_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true);
-    if (rc == 0)
-        rc = px_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
-    if (rc == 0)
-        rc = px_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", !gemma);
+    if (rc == 0) rc = px_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", gemma ? 2 : 1);
+    if (rc == 0) rc = px_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", gemma ? 1 : 2);
+    if (rc == 0) rc = px_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", gemma ? 3 : 0);
+    if (rc == 0 && gemma) rc = px_gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", 0);
+    if (rc == 0) rc = px_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true);
+    if (rc == 0) rc = px_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
+    if (rc == 0) rc = px_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", !gemma);
     if (rc == 0 && gemma)
         rc = px_gguf_writer_set_str(
             w, "tokenizer.chat_template",
@@ -202,7 +189,8 @@ void px_mkmodel_opts_tiny(px_mkmodel_opts *o, px_arch arch) {
     memset(o, 0, sizeof *o);
     o->arch = arch;
     o->seed = 1;
-    o->name = arch == PX_ARCH_GEMMA3 ? "tiny-gemma3 (random weights)" : "tiny-llama (random weights)";
+    o->name =
+        arch == PX_ARCH_GEMMA3 ? "tiny-gemma3 (random weights)" : "tiny-llama (random weights)";
     o->n_vocab = 1536;
     o->n_embd = 64;
     o->n_layer = arch == PX_ARCH_GEMMA3 ? 7 : 2;
@@ -266,8 +254,7 @@ static float rnd(uint64_t *s) {
  * as llama.cpp's quantizer falls back for K-quants. */
 static px_dtype fit_type(px_dtype want, int64_t n_in) {
     const px_dtype_info *info = px_dtype_get(want);
-    if (info && info->block_elems > 0 && n_in % info->block_elems == 0)
-        return want;
+    if (info && info->block_elems > 0 && n_in % info->block_elems == 0) return want;
     switch (want) {
     case PX_DTYPE_Q4_K: return PX_DTYPE_Q5_0;
     case PX_DTYPE_Q5_K: return PX_DTYPE_Q5_0;
@@ -282,8 +269,7 @@ static int add_random(px_gguf_writer *w, const char *name, px_dtype type, int64_
                       int64_t rows, float scale, float offset, uint64_t *rng) {
     type = fit_type(type, n_in);
     size_t row_bytes = px_dtype_row_size(type, n_in);
-    if (!row_bytes)
-        return PX_EINVAL;
+    if (!row_bytes) return PX_EINVAL;
     char *data = malloc(row_bytes * (size_t)rows);
     float *row = malloc(sizeof(float) * (size_t)n_in);
     int rc = data && row ? 0 : PX_ENOMEM;
@@ -313,25 +299,21 @@ int px_mkmodel_write(const px_mkmodel_opts *o, const char *path, char *err, size
     int gemma = o->arch == PX_ARCH_GEMMA3;
     const char *arch = gemma ? "gemma3" : "llama";
     px_gguf_writer *w = px_gguf_writer_create();
-    if (!w)
-        return px_fail(err, errlen, PX_ENOMEM, "out of memory");
+    if (!w) return px_fail(err, errlen, PX_ENOMEM, "out of memory");
     char key[128];
     int rc = 0;
 #define SETU(suffix, v)                                                                            \
     do {                                                                                           \
         snprintf(key, sizeof key, "%s.%s", arch, suffix);                                          \
-        if (rc == 0)                                                                               \
-            rc = px_gguf_writer_set_u32(w, key, (uint32_t)(v));                                    \
+        if (rc == 0) rc = px_gguf_writer_set_u32(w, key, (uint32_t)(v));                           \
     } while (0)
 #define SETF(suffix, v)                                                                            \
     do {                                                                                           \
         snprintf(key, sizeof key, "%s.%s", arch, suffix);                                          \
-        if (rc == 0)                                                                               \
-            rc = px_gguf_writer_set_f32(w, key, (v));                                              \
+        if (rc == 0) rc = px_gguf_writer_set_f32(w, key, (v));                                     \
     } while (0)
     rc = px_gguf_writer_set_str(w, "general.architecture", arch);
-    if (rc == 0)
-        rc = px_gguf_writer_set_str(w, "general.name", o->name ? o->name : "random");
+    if (rc == 0) rc = px_gguf_writer_set_str(w, "general.name", o->name ? o->name : "random");
     SETU("context_length", o->n_ctx);
     SETU("embedding_length", o->n_embd);
     SETU("block_count", o->n_layer);
@@ -346,8 +328,7 @@ int px_mkmodel_write(const px_mkmodel_opts *o, const char *path, char *err, size
         SETU("attention.sliding_window", o->sliding_window);
         if (o->rope_scale != 1.0f) {
             snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
-            if (rc == 0)
-                rc = px_gguf_writer_set_str(w, key, "linear");
+            if (rc == 0) rc = px_gguf_writer_set_str(w, key, "linear");
             SETF("rope.scaling.factor", o->rope_scale);
         }
     } else {
@@ -379,8 +360,7 @@ int px_mkmodel_write(const px_mkmodel_opts *o, const char *path, char *err, size
     for (int il = 0; il < o->n_layer && rc == 0; il++) {
         char name[96];
         px_dtype t = o->wtype, tv = o->wtype;
-        if (o->wtype == PX_DTYPE_Q4_K && more_bits(il, o->n_layer))
-            tv = PX_DTYPE_Q6_K;
+        if (o->wtype == PX_DTYPE_Q4_K && more_bits(il, o->n_layer)) tv = PX_DTYPE_Q6_K;
         struct {
             const char *suffix;
             px_dtype type;
@@ -411,8 +391,8 @@ int px_mkmodel_write(const px_mkmodel_opts *o, const char *path, char *err, size
     if (rc == 0)
         rc = add_random(w, "output_norm.weight", PX_DTYPE_F32, E, 1, norm_sc, norm_off, &rng);
     if (rc == 0 && !o->tied_output)
-        rc = add_random(w, "output.weight", o->wtype == PX_DTYPE_Q4_K ? PX_DTYPE_Q6_K : o->wtype,
-                        E, o->n_vocab, 1.0f / sqrtf((float)E), 0.0f, &rng);
+        rc = add_random(w, "output.weight", o->wtype == PX_DTYPE_Q4_K ? PX_DTYPE_Q6_K : o->wtype, E,
+                        o->n_vocab, 1.0f / sqrtf((float)E), 0.0f, &rng);
     if (rc) {
         px_gguf_writer_destroy(w);
         return px_fail(err, errlen, rc, "building tensors: %s", px_strerror(rc));
@@ -432,8 +412,7 @@ int px_demo_model_path(char *out, size_t cap, char *err, size_t errlen) {
     if (env && *env) {
         if ((size_t)snprintf(out, cap, "%s", env) >= cap)
             return px_fail(err, errlen, PX_ETOOBIG, "PX_DEMO_MODEL path too long");
-        if (file_exists(out))
-            return 0;
+        if (file_exists(out)) return 0;
     } else {
         const char *cands[] = {"demo.gguf", PX_PKGDATADIR "/demo.gguf"};
         for (size_t i = 0; i < PX_ARRAY_LEN(cands); i++) {
@@ -453,8 +432,7 @@ int px_demo_model_path(char *out, size_t cap, char *err, size_t errlen) {
             snprintf(dir, sizeof dir, "/tmp/pollux-cache");
         if ((size_t)snprintf(out, cap, "%s/demo.gguf", dir) >= cap)
             return px_fail(err, errlen, PX_ETOOBIG, "cache path too long");
-        if (file_exists(out))
-            return 0;
+        if (file_exists(out)) return 0;
         /* mkdir -p of the last two components is enough for ~/.cache/pollux. */
         char parent[4096];
         snprintf(parent, sizeof parent, "%s", dir);

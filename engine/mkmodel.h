@@ -22,8 +22,8 @@
 typedef struct px_mkmodel_opts {
     px_arch arch;
     uint64_t seed;
-    const char *name;       /* general.name */
-    int32_t n_vocab;        /* >= the synthetic vocabulary (about 1400) */
+    const char *name; /* general.name */
+    int32_t n_vocab;  /* >= the synthetic vocabulary (about 1400) */
     int32_t n_embd;
     int32_t n_layer;
     int32_t n_head;
@@ -33,10 +33,10 @@ typedef struct px_mkmodel_opts {
     int32_t n_ctx;
     int32_t sliding_window; /* gemma3 */
     float rope_base;
-    float rope_scale;       /* linear scaling factor, 1 = none (gemma3 global) */
-    px_dtype wtype;         /* 2-D weights */
-    px_dtype embd_type;     /* token embedding (and tied output) */
-    int tied_output;        /* llama: 0 writes output.weight */
+    float rope_scale;   /* linear scaling factor, 1 = none (gemma3 global) */
+    px_dtype wtype;     /* 2-D weights */
+    px_dtype embd_type; /* token embedding (and tied output) */
+    int tied_output;    /* llama: 0 writes output.weight */
 } px_mkmodel_opts;
 
 /* Tiny defaults for tests: n_embd 64, 2..6 layers, vocab of the synthetic

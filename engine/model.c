@@ -30,15 +30,12 @@ static int get_arch_u32(const px_gguf *g, const char *arch, const char *suffix, 
     uint32_t v;
     int rc = px_gguf_get_u32(g, key, &v, err, errlen);
     if (rc == PX_EINVAL) {
-        if (optional)
-            return 0;
+        if (optional) return 0;
         return px_fail(err, errlen, PX_EFORMAT, "missing metadata key '%s'", key);
     }
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     if (v == 0 || v > (1u << 24))
-        return px_fail(err, errlen, PX_EFORMAT, "metadata key '%s': value %u out of range", key,
-                       v);
+        return px_fail(err, errlen, PX_EFORMAT, "metadata key '%s': value %u out of range", key, v);
     *out = (int32_t)v;
     return 0;
 }
@@ -50,12 +47,10 @@ static int get_arch_f32(const px_gguf *g, const char *arch, const char *suffix, 
     float v;
     int rc = px_gguf_get_f32(g, key, &v, err, errlen);
     if (rc == PX_EINVAL) {
-        if (optional)
-            return 0;
+        if (optional) return 0;
         return px_fail(err, errlen, PX_EFORMAT, "missing metadata key '%s'", key);
     }
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     if (!isfinite(v) || v <= 0.0f)
         return px_fail(err, errlen, PX_EFORMAT, "metadata key '%s': value %g out of range", key,
                        (double)v);
@@ -92,8 +87,7 @@ static int read_config(const px_gguf *g, px_model_config *c, char *err, size_t e
         (rc = get_arch_u32(g, arch, "context_length", &c->n_ctx_train, 0, err, errlen)) < 0)
         return rc;
     c->n_head_kv = c->n_head;
-    if ((rc = get_arch_u32(g, arch, "attention.head_count_kv", &c->n_head_kv, 1, err, errlen)) <
-        0)
+    if ((rc = get_arch_u32(g, arch, "attention.head_count_kv", &c->n_head_kv, 1, err, errlen)) < 0)
         return rc;
     c->head_dim = c->n_embd / c->n_head;
     if ((rc = get_arch_u32(g, arch, "attention.key_length", &c->head_dim, 1, err, errlen)) < 0)
@@ -111,8 +105,8 @@ static int read_config(const px_gguf *g, px_model_config *c, char *err, size_t e
             return rc;
         if (rdim != c->head_dim)
             return px_fail(err, errlen, PX_ENOTSUP,
-                           "%s.rope.dimension_count %d: partial rotary embedding unsupported",
-                           arch, rdim);
+                           "%s.rope.dimension_count %d: partial rotary embedding unsupported", arch,
+                           rdim);
     }
     c->rms_eps = gemma ? 1e-6f : 1e-5f;
     if ((rc = get_arch_f32(g, arch, "attention.layer_norm_rms_epsilon", &c->rms_eps, 1, err,
@@ -146,8 +140,8 @@ static int read_config(const px_gguf *g, px_model_config *c, char *err, size_t e
     c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
     if (c->n_head % c->n_head_kv != 0)
         return px_fail(err, errlen, PX_EFORMAT,
-                       "attention.head_count %d is not a multiple of head_count_kv %d",
-                       c->n_head, c->n_head_kv);
+                       "attention.head_count %d is not a multiple of head_count_kv %d", c->n_head,
+                       c->n_head_kv);
     if (c->head_dim % 2 != 0 || c->head_dim > 1024)
         return px_fail(err, errlen, PX_EFORMAT, "head dimension %d unsupported", c->head_dim);
     if (c->n_layer > 1024 || c->n_embd > 65536 || c->n_ff > 1 << 20 || c->n_head > 1024)
@@ -162,14 +156,12 @@ static int bind(const px_gguf *g, px_tensor *t, const char *name, int64_t ne0, i
     const px_gguf_tensor *gt = px_gguf_find_tensor(g, name);
     memset(t, 0, sizeof *t);
     if (!gt) {
-        if (optional)
-            return 0;
+        if (optional) return 0;
         return px_fail(err, errlen, PX_EFORMAT, "missing tensor '%s'", name);
     }
     int want_dims = ne1 ? 2 : 1;
     int64_t n_rows = gt->ne[1] * gt->ne[2] * gt->ne[3];
-    if (gt->ne[0] != ne0 || (ne1 ? n_rows != ne1 || gt->ne[2] != 1 || gt->ne[3] != 1
-                                 : n_rows != 1))
+    if (gt->ne[0] != ne0 || (ne1 ? n_rows != ne1 || gt->ne[2] != 1 || gt->ne[3] != 1 : n_rows != 1))
         return px_fail(err, errlen, PX_EFORMAT,
                        "tensor '%s': shape [%lld, %lld, %lld, %lld], expected %d-D [%lld, %lld]",
                        name, (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2],
@@ -200,9 +192,8 @@ static int bind_layer(const px_gguf *g, px_model *m, int il, char *err, size_t e
     int rc;
 #define BIND(field, suffix, ne0, ne1, opt)                                                         \
     do {                                                                                           \
-        snprintf(name, sizeof name, "blk.%d.%s.weight", il, suffix);                              \
-        if ((rc = bind(g, &L->field, name, ne0, ne1, opt, err, errlen)) < 0)                      \
-            return rc;                                                                             \
+        snprintf(name, sizeof name, "blk.%d.%s.weight", il, suffix);                               \
+        if ((rc = bind(g, &L->field, name, ne0, ne1, opt, err, errlen)) < 0) return rc;            \
         L->field.name = NULL;                                                                      \
     } while (0)
     BIND(attn_norm, "attn_norm", c->n_embd, 0, 0);
@@ -226,8 +217,7 @@ static int bind_layer(const px_gguf *g, px_model *m, int il, char *err, size_t e
 }
 
 static void *xcalloc(size_t n, size_t size) {
-    if (n == 0)
-        n = 1;
+    if (n == 0) n = 1;
     return calloc(n, size);
 }
 
@@ -271,15 +261,13 @@ static void free_run_state(px_run_state *rs) {
 
 static float *make_inv_freq(int head_dim, float base, float scale) {
     float *f = malloc(sizeof(float) * (size_t)(head_dim / 2));
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     for (int i = 0; i < head_dim / 2; i++)
         f[i] = (float)(pow((double)base, -2.0 * i / head_dim) / (double)scale);
     return f;
 }
 
-px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *err,
-                        size_t errlen) {
+px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *err, size_t errlen) {
     px_model_opts opts;
     if (opts_in)
         opts = *opts_in;
@@ -298,12 +286,10 @@ px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *er
         return NULL;
     }
     m->gguf = px_gguf_open(path, err, errlen);
-    if (!m->gguf)
-        goto fail;
+    if (!m->gguf) goto fail;
     const px_gguf *g = m->gguf;
     px_model_config *c = &m->cfg;
-    if (read_config(g, c, err, errlen) < 0)
-        goto fail;
+    if (read_config(g, c, err, errlen) < 0) goto fail;
 
     px_gguf_str nm;
     if (px_gguf_get_str(g, "general.name", &nm, NULL, 0) == 0 && nm.len > 0) {
@@ -317,8 +303,7 @@ px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *er
     if (px_gguf_get_str(g, "tokenizer.chat_template", &tmpl, NULL, 0) == 0 && tmpl.len < (1u << 20))
         m->chat_template = strndup(tmpl.ptr, tmpl.len);
     m->tok = px_tokenizer_create(g, err, errlen);
-    if (!m->tok)
-        goto fail;
+    if (!m->tok) goto fail;
     c->n_vocab = px_tokenizer_n_vocab(m->tok);
 
     if (bind(g, &m->tok_embd, "token_embd.weight", c->n_embd, c->n_vocab, 0, err, errlen) < 0 ||
@@ -327,16 +312,14 @@ px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *er
         goto fail;
     m->tok_embd.name = "token_embd.weight";
     c->tied_output = m->output.data == NULL;
-    if (c->tied_output)
-        m->output = m->tok_embd;
+    if (c->tied_output) m->output = m->tok_embd;
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) {
         px_fail(err, errlen, PX_ENOMEM, "out of memory");
         goto fail;
     }
     for (int il = 0; il < c->n_layer; il++)
-        if (bind_layer(g, m, il, err, errlen) < 0)
-            goto fail;
+        if (bind_layer(g, m, il, err, errlen) < 0) goto fail;
 
     m->n_ctx = opts.n_ctx > 0 ? PX_MIN(opts.n_ctx, c->n_ctx_train) : c->n_ctx_train;
     m->max_batch_tokens = opts.max_batch_tokens;
@@ -371,8 +354,8 @@ px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *er
         goto fail;
     }
     m->n_threads = px_pool_size(m->pool);
-    int64_t max_in = PX_MAX((int64_t)c->n_ff, PX_MAX((int64_t)c->n_embd,
-                                                     (int64_t)c->n_head * c->head_dim));
+    int64_t max_in =
+        PX_MAX((int64_t)c->n_ff, PX_MAX((int64_t)c->n_embd, (int64_t)c->n_head * c->head_dim));
     m->mm = px_matmul_ctx_create(m->pool, m->max_batch_tokens, max_in);
     m->inv_freq_g = make_inv_freq(c->head_dim, c->rope_base, c->rope_scale);
     m->inv_freq_l = make_inv_freq(c->head_dim, c->rope_base_local, 1.0f);
@@ -387,8 +370,7 @@ fail:
 }
 
 void px_model_free(px_model *m) {
-    if (!m)
-        return;
+    if (!m) return;
     free_run_state(&m->rs);
     free(m->inv_freq_g);
     free(m->inv_freq_l);
@@ -446,8 +428,7 @@ int64_t px_model_weight_bytes_per_token(const px_model *m) {
 }
 
 void px_model_kv_copy(px_model *m, int32_t dst, int32_t src) {
-    if (dst == src || dst < 0 || src < 0 || dst >= m->kv_blocks || src >= m->kv_blocks)
-        return;
+    if (dst == src || dst < 0 || src < 0 || dst >= m->kv_blocks || src >= m->kv_blocks) return;
     for (int il = 0; il < m->cfg.n_layer; il++)
         for (int w = 0; w < 2; w++)
             memcpy(px__kv_block(m, il, w, dst), px__kv_block(m, il, w, src),

@@ -33,13 +33,13 @@ typedef enum px_arch { PX_ARCH_GEMMA3 = 0, PX_ARCH_LLAMA = 1 } px_arch;
 typedef struct px_model_config {
     px_arch arch;
     int32_t n_vocab;
-    int32_t n_embd;         /* d_model */
+    int32_t n_embd; /* d_model */
     int32_t n_layer;
-    int32_t n_head;         /* query heads */
-    int32_t n_head_kv;      /* key/value heads (MQA/GQA) */
-    int32_t head_dim;       /* per head (gemma3: attention.key_length) */
-    int32_t n_ff;           /* FFN hidden size */
-    int32_t n_ctx_train;    /* context_length */
+    int32_t n_head;      /* query heads */
+    int32_t n_head_kv;   /* key/value heads (MQA/GQA) */
+    int32_t head_dim;    /* per head (gemma3: attention.key_length) */
+    int32_t n_ff;        /* FFN hidden size */
+    int32_t n_ctx_train; /* context_length */
     float rms_eps;
     float rope_base;        /* global layers (gemma3: 1e6) */
     float rope_base_local;  /* gemma3 local layers: 1e4 */
@@ -52,13 +52,13 @@ typedef struct px_model_config {
 } px_model_config;
 
 typedef struct px_model_opts {
-    int n_threads;          /* <= 0: online CPUs */
-    int max_batch_tokens;   /* rows per forward (default 512) */
-    int max_logit_rows;     /* rows that may ask for logits (default 64) */
-    int kv_block_size;      /* tokens per KV block (default 16) */
-    int64_t kv_blocks;      /* 0: from kv_cache_mb, else one full context */
-    int64_t kv_cache_mb;    /* KV arena size in MiB when kv_blocks is 0 (0: unused) */
-    int n_ctx;              /* 0: the model's trained context */
+    int n_threads;        /* <= 0: online CPUs */
+    int max_batch_tokens; /* rows per forward (default 512) */
+    int max_logit_rows;   /* rows that may ask for logits (default 64) */
+    int kv_block_size;    /* tokens per KV block (default 16) */
+    int64_t kv_blocks;    /* 0: from kv_cache_mb, else one full context */
+    int64_t kv_cache_mb;  /* KV arena size in MiB when kv_blocks is 0 (0: unused) */
+    int n_ctx;            /* 0: the model's trained context */
 } px_model_opts;
 void px_model_opts_init(px_model_opts *o);
 
@@ -98,7 +98,7 @@ typedef struct px_batch {
     const int32_t *seq;         /* (n_tok) index into seqs */
     const uint8_t *want_logits; /* (n_tok) nonzero: compute logits for row */
     int32_t n_seqs;
-    const px_batch_seq *seqs;   /* (n_seqs) */
+    const px_batch_seq *seqs; /* (n_seqs) */
 } px_batch;
 
 /* Runs the batch. Writes one row of n_vocab logits per row with

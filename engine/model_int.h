@@ -12,20 +12,20 @@
 
 /* One transformer block's weights; shapes as (rows, cols) = (out, in). */
 typedef struct px_layer {
-    px_tensor attn_norm;   /* (n_embd) */
-    px_tensor wq;          /* (n_head*head_dim, n_embd) */
-    px_tensor wk;          /* (n_head_kv*head_dim, n_embd) */
-    px_tensor wv;          /* (n_head_kv*head_dim, n_embd) */
-    px_tensor wo;          /* (n_embd, n_head*head_dim) */
-    px_tensor q_norm;      /* gemma3: (head_dim) */
-    px_tensor k_norm;      /* gemma3: (head_dim) */
+    px_tensor attn_norm;      /* (n_embd) */
+    px_tensor wq;             /* (n_head*head_dim, n_embd) */
+    px_tensor wk;             /* (n_head_kv*head_dim, n_embd) */
+    px_tensor wv;             /* (n_head_kv*head_dim, n_embd) */
+    px_tensor wo;             /* (n_embd, n_head*head_dim) */
+    px_tensor q_norm;         /* gemma3: (head_dim) */
+    px_tensor k_norm;         /* gemma3: (head_dim) */
     px_tensor post_attn_norm; /* gemma3: (n_embd) */
-    px_tensor ffn_norm;    /* (n_embd) */
-    px_tensor w_gate;      /* (n_ff, n_embd) */
-    px_tensor w_up;        /* (n_ff, n_embd) */
-    px_tensor w_down;      /* (n_embd, n_ff) */
-    px_tensor post_ffn_norm; /* gemma3: (n_embd) */
-    int is_local;          /* sliding-window layer */
+    px_tensor ffn_norm;       /* (n_embd) */
+    px_tensor w_gate;         /* (n_ff, n_embd) */
+    px_tensor w_up;           /* (n_ff, n_embd) */
+    px_tensor w_down;         /* (n_embd, n_ff) */
+    px_tensor post_ffn_norm;  /* gemma3: (n_embd) */
+    int is_local;             /* sliding-window layer */
 } px_layer;
 
 /* Per-forward activations, sized for max_batch_tokens rows at load. */
@@ -51,14 +51,14 @@ struct px_model {
     px_pool *pool;
     px_matmul_ctx *mm;
     char name[128];
-    char *chat_template;   /* tokenizer.chat_template, or NULL */
+    char *chat_template; /* tokenizer.chat_template, or NULL */
 
-    px_tensor tok_embd;    /* (n_vocab, n_embd) */
-    px_tensor out_norm;    /* (n_embd) */
-    px_tensor output;      /* (n_vocab, n_embd); = tok_embd when tied */
-    px_layer *layers;      /* (n_layer) */
-    float *inv_freq_g;     /* (head_dim/2) global rope frequencies (scaled) */
-    float *inv_freq_l;     /* (head_dim/2) local rope frequencies */
+    px_tensor tok_embd; /* (n_vocab, n_embd) */
+    px_tensor out_norm; /* (n_embd) */
+    px_tensor output;   /* (n_vocab, n_embd); = tok_embd when tied */
+    px_layer *layers;   /* (n_layer) */
+    float *inv_freq_g;  /* (head_dim/2) global rope frequencies (scaled) */
+    float *inv_freq_l;  /* (head_dim/2) local rope frequencies */
 
     int n_ctx;
     int max_batch_tokens;
@@ -76,8 +76,7 @@ struct px_model {
 };
 
 /* K (which=0) or V (which=1) of `layer`, block `block`. */
-static inline px_f16 *px__kv_block(const struct px_model *m, int layer, int which,
-                                   int64_t block) {
+static inline px_f16 *px__kv_block(const struct px_model *m, int layer, int which, int64_t block) {
     return m->kv + (((size_t)layer * 2 + (size_t)which) * (size_t)m->kv_blocks + (size_t)block) *
                        m->kv_block_elems;
 }

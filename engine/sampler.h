@@ -38,10 +38,10 @@ void px_sampling_init(px_sampling *p);
 
 /* The result of one draw. */
 typedef struct px_sample {
-    int32_t token;                        /* chosen id */
-    float logprob;                        /* its log-probability (raw logits) */
-    int32_t n_top;                        /* entries in top_ids/top_logprobs */
-    int32_t top_ids[PX_MAX_LOGPROBS];     /* most likely first */
+    int32_t token;                    /* chosen id */
+    float logprob;                    /* its log-probability (raw logits) */
+    int32_t n_top;                    /* entries in top_ids/top_logprobs */
+    int32_t top_ids[PX_MAX_LOGPROBS]; /* most likely first */
     float top_logprobs[PX_MAX_LOGPROBS];
 } px_sample;
 

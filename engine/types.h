@@ -143,10 +143,10 @@ _Static_assert(sizeof(px_block_q6_K) == 210, "q6_K block");
 _Static_assert(sizeof(px_block_q8_K) == 292, "q8_K block");
 
 typedef struct px_dtype_info {
-    const char *name;   /* "Q4_K"; NULL for ids we do not know */
-    int block_elems;    /* elements per block (1 for scalar types) */
-    int block_bytes;    /* bytes per block */
-    bool computable;    /* pollux has kernels for it (weights of this type load) */
+    const char *name; /* "Q4_K"; NULL for ids we do not know */
+    int block_elems;  /* elements per block (1 for scalar types) */
+    int block_bytes;  /* bytes per block */
+    bool computable;  /* pollux has kernels for it (weights of this type load) */
 } px_dtype_info;
 
 /* Info for a type id; name == NULL if the id is unknown. */

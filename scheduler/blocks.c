@@ -52,11 +52,9 @@ static uint64_t key_hash(int32_t parent, uint32_t parent_gen, const int32_t *tok
 }
 
 px_blocks *px_blocks_create(int32_t n_blocks, int block_size, bool prefix_cache) {
-    if (n_blocks <= 0 || n_blocks > (1 << 28) || block_size <= 0 || block_size > 4096)
-        return NULL;
+    if (n_blocks <= 0 || n_blocks > (1 << 28) || block_size <= 0 || block_size > 4096) return NULL;
     px_blocks *b = calloc(1, sizeof *b);
-    if (!b)
-        return NULL;
+    if (!b) return NULL;
     b->n = n_blocks;
     b->bs = block_size;
     b->prefix_cache = prefix_cache;
@@ -95,8 +93,7 @@ px_blocks *px_blocks_create(int32_t n_blocks, int block_size, bool prefix_cache)
 }
 
 void px_blocks_destroy(px_blocks *b) {
-    if (!b)
-        return;
+    if (!b) return;
     free(b->ref);
     free(b->state);
     free(b->published);
@@ -159,8 +156,7 @@ static void lru_push_tail(px_blocks *b, int32_t id) {
 }
 
 static void unpublish(px_blocks *b, int32_t id) {
-    if (!b->published[id])
-        return;
+    if (!b->published[id]) return;
     int32_t *pp = &b->buckets[b->hash[id] & b->bucket_mask];
     while (*pp != id) {
         assert(*pp >= 0);
@@ -207,8 +203,7 @@ void px_blocks_ref(px_blocks *b, int32_t id) {
 
 void px_blocks_unref(px_blocks *b, int32_t id) {
     assert(id >= 0 && id < b->n && b->state[id] == ST_USED && b->ref[id] > 0);
-    if (--b->ref[id] > 0)
-        return;
+    if (--b->ref[id] > 0) return;
     b->n_used--;
     if (b->published[id]) {
         b->state[id] = ST_CACHED;
@@ -234,25 +229,21 @@ static int32_t find(const px_blocks *b, uint64_t h, int32_t parent, uint32_t par
 }
 
 int32_t px_blocks_lookup(px_blocks *b, int32_t parent, const int32_t *tokens, uint64_t extra) {
-    if (!b->prefix_cache || parent < -1 || parent >= b->n)
-        return -1;
+    if (!b->prefix_cache || parent < -1 || parent >= b->n) return -1;
     uint32_t pg = parent >= 0 ? b->gen[parent] : 0;
     uint64_t h = key_hash(parent, pg, tokens, b->bs, extra);
     int32_t id = find(b, h, parent, pg, tokens, extra);
-    if (id >= 0)
-        px_blocks_ref(b, id);
+    if (id >= 0) px_blocks_ref(b, id);
     return id;
 }
 
 int px_blocks_publish(px_blocks *b, int32_t id, int32_t parent, const int32_t *tokens,
                       uint64_t extra) {
     assert(id >= 0 && id < b->n && b->state[id] == ST_USED);
-    if (!b->prefix_cache || b->published[id] || parent < -1 || parent >= b->n)
-        return 0;
+    if (!b->prefix_cache || b->published[id] || parent < -1 || parent >= b->n) return 0;
     uint32_t pg = parent >= 0 ? b->gen[parent] : 0;
     uint64_t h = key_hash(parent, pg, tokens, b->bs, extra);
-    if (find(b, h, parent, pg, tokens, extra) >= 0)
-        return 0;
+    if (find(b, h, parent, pg, tokens, extra) >= 0) return 0;
     b->parent[id] = parent;
     b->parent_gen[id] = pg;
     b->extra[id] = extra;
@@ -313,16 +304,14 @@ int px_blocks_check(const px_blocks *b, const int32_t *expected_refs, char *err,
         if (b->state[id] != ST_FREE)
             return px_fail(err, errlen, -1, "free list holds block %d in state %d", id,
                            b->state[id]);
-    if (k != nf)
-        return px_fail(err, errlen, -1, "free list has %d blocks, expected %d", k, nf);
+    if (k != nf) return px_fail(err, errlen, -1, "free list has %d blocks, expected %d", k, nf);
     k = 0;
     for (int32_t id = b->lru_head, prev = -1; id >= 0 && k <= b->n; prev = id, id = b->next[id]) {
         if (b->state[id] != ST_CACHED || b->prev[id] != prev)
             return px_fail(err, errlen, -1, "LRU list broken at block %d", id);
         k++;
     }
-    if (k != nc)
-        return px_fail(err, errlen, -1, "LRU list has %d blocks, expected %d", k, nc);
+    if (k != nc) return px_fail(err, errlen, -1, "LRU list has %d blocks, expected %d", k, nc);
     int32_t np = 0;
     for (uint32_t h = 0; h <= b->bucket_mask; h++)
         for (int32_t id = b->buckets[h]; id >= 0 && np <= b->n; id = b->hnext[id]) {

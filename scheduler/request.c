@@ -18,8 +18,7 @@ double px_now(void) {
 
 px_request *px_request_create(void) {
     px_request *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
+    if (!r) return NULL;
     r->n_choices = 1;
     r->max_pending = 4096;
     px_sampling_init(&r->sampling);
@@ -44,8 +43,7 @@ static void free_stop(px_request *r) {
 }
 
 void px_request_unref(px_request *r) {
-    if (!r || atomic_fetch_sub_explicit(&r->_refs, 1, memory_order_acq_rel) != 1)
-        return;
+    if (!r || atomic_fetch_sub_explicit(&r->_refs, 1, memory_order_acq_rel) != 1) return;
     px_event_free_list(r->_head);
     pthread_mutex_destroy(&r->_lock);
     free(r->prompt);
@@ -54,13 +52,10 @@ void px_request_unref(px_request *r) {
 }
 
 int px_request_set_prompt(px_request *r, const int32_t *ids, int32_t n) {
-    if (n < 0 || (n > 0 && !ids))
-        return PX_EINVAL;
+    if (n < 0 || (n > 0 && !ids)) return PX_EINVAL;
     int32_t *p = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    if (!p)
-        return PX_ENOMEM;
-    if (n > 0)
-        memcpy(p, ids, sizeof(int32_t) * (size_t)n);
+    if (!p) return PX_ENOMEM;
+    if (n > 0) memcpy(p, ids, sizeof(int32_t) * (size_t)n);
     free(r->prompt);
     r->prompt = p;
     r->n_prompt = n;
@@ -68,14 +63,11 @@ int px_request_set_prompt(px_request *r, const int32_t *ids, int32_t n) {
 }
 
 int px_request_set_stop(px_request *r, const char *const *strs, const size_t *lens, int n) {
-    if (n < 0 || n > PX_STOP_MAX)
-        return PX_EINVAL;
+    if (n < 0 || n > PX_STOP_MAX) return PX_EINVAL;
     for (int i = 0; i < n; i++)
-        if (!strs[i] || lens[i] == 0 || lens[i] > PX_STOP_MAX_LEN)
-            return PX_EINVAL;
+        if (!strs[i] || lens[i] == 0 || lens[i] > PX_STOP_MAX_LEN) return PX_EINVAL;
     free_stop(r);
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     r->stop = calloc((size_t)n, sizeof(char *));
     r->stop_len = calloc((size_t)n, sizeof(size_t));
     if (!r->stop || !r->stop_len) {

@@ -51,8 +51,8 @@ typedef enum px_event_type {
 typedef struct px_event {
     struct px_event *next;
     px_event_type type;
-    int32_t choice;        /* DELTA, FINISH: index among the request's choices */
-    char *text;            /* DELTA, FINISH: bytes safe to emit (may be NULL) */
+    int32_t choice; /* DELTA, FINISH: index among the request's choices */
+    char *text;     /* DELTA, FINISH: bytes safe to emit (may be NULL) */
     size_t text_len;
     int32_t n_tokens;      /* DELTA: tokens covered (0 or 1) */
     px_sample token;       /* DELTA, PROMPT: the token, with logprobs if asked */
@@ -70,26 +70,26 @@ typedef void (*px_request_notify_fn)(px_request *r, void *arg);
 
 struct px_request {
     /* --- input: written by the submitter before px_sched_submit --- */
-    uint64_t id;               /* for logs */
-    int32_t *prompt;           /* (n_prompt) token ids, owned (px_request_set_prompt) */
+    uint64_t id;     /* for logs */
+    int32_t *prompt; /* (n_prompt) token ids, owned (px_request_set_prompt) */
     int32_t n_prompt;
-    int32_t max_tokens;        /* new tokens per choice; 0 = up to the context */
-    int32_t n_choices;         /* 1..PX_MAX_CHOICES; choices share the prompt's blocks */
-    px_sampling sampling;      /* choice i uses seed + i */
-    int ignore_eos;            /* keep going past end-of-generation tokens */
-    int prompt_logprobs;       /* post PROMPT events: logprob of every prompt token
-                                * after the first (evaluation harnesses) */
-    int32_t prompt_top;        /* with prompt_logprobs: top alternatives, 0..20 */
-    int priority;              /* higher is admitted first; FIFO within a priority */
-    double deadline;           /* monotonic seconds (px_now()); 0 = none */
-    int max_pending;           /* outbox bound before the reader is judged gone */
-    char **stop;               /* (n_stop) stop strings, owned (px_request_set_stop) */
+    int32_t max_tokens;   /* new tokens per choice; 0 = up to the context */
+    int32_t n_choices;    /* 1..PX_MAX_CHOICES; choices share the prompt's blocks */
+    px_sampling sampling; /* choice i uses seed + i */
+    int ignore_eos;       /* keep going past end-of-generation tokens */
+    int prompt_logprobs;  /* post PROMPT events: logprob of every prompt token
+                           * after the first (evaluation harnesses) */
+    int32_t prompt_top;   /* with prompt_logprobs: top alternatives, 0..20 */
+    int priority;         /* higher is admitted first; FIFO within a priority */
+    double deadline;      /* monotonic seconds (px_now()); 0 = none */
+    int max_pending;      /* outbox bound before the reader is judged gone */
+    char **stop;          /* (n_stop) stop strings, owned (px_request_set_stop) */
     size_t *stop_len;
     int n_stop;
     px_request_notify_fn notify; /* called by the scheduler thread after posting */
     void *notify_arg;
-    void *owner;               /* the submitter's own state; never touched by the
-                                * scheduler (the HTTP loop's stream object) */
+    void *owner; /* the submitter's own state; never touched by the
+                  * scheduler (the HTTP loop's stream object) */
 
     /* --- shared --- */
     atomic_int _refs;
@@ -100,10 +100,10 @@ struct px_request {
 
     /* --- scheduler thread only --- */
     double _t_submit, _t_admit, _t_first;
-    int32_t _choices_live;     /* choices not yet finished */
+    int32_t _choices_live; /* choices not yet finished */
     int32_t _completion_tokens;
     int32_t _cached_tokens;
-    int _overflowed;           /* outbox bound hit: cancel with an error */
+    int _overflowed; /* outbox bound hit: cancel with an error */
 };
 
 /* A request with defaults (1 choice, px_sampling_init, max_pending 4096),

@@ -66,8 +66,8 @@ int px_sched_submit(px_sched *s, px_request *r, char *err, size_t errlen);
 int px_sched_step(px_sched *s);
 
 /* Copies the counters and histograms (any thread). */
-void px_sched_snapshot(px_sched *s, px_stats_counters *c, px_hist *ttft, px_hist *itl,
-                       px_hist *e2e, px_hist *queue);
+void px_sched_snapshot(px_sched *s, px_stats_counters *c, px_hist *ttft, px_hist *itl, px_hist *e2e,
+                       px_hist *queue);
 
 /* For tests: checks block accounting against the live sequences' tables
  * (0 or -1 with a message). Scheduler thread / no thread only. */

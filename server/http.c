@@ -19,8 +19,7 @@
 static void arm_timer(px_server *s);
 
 void px_http_run(px_server *s) {
-    if (!s->mhd)
-        return;
+    if (!s->mhd) return;
     MHD_run(s->mhd);
     arm_timer(s);
 }
@@ -51,23 +50,21 @@ static double now_s(void) {
 /* Copies the path without the query, rejecting NULs and over-long paths. */
 static int copy_path(char *dst, size_t cap, const char *url) {
     size_t n = strcspn(url, "?");
-    if (n >= cap)
-        return -1;
+    if (n >= cap) return -1;
     memcpy(dst, url, n);
     dst[n] = 0;
     return 0;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls) {
     (void)version;
     px_server *s = cls;
     px_conn *c = *con_cls;
     if (!c) {
         c = calloc(1, sizeof *c);
-        if (!c)
-            return MHD_NO;
+        if (!c) return MHD_NO;
         c->srv = s;
         c->mc = mc;
         c->id = ++s->next_id;
@@ -98,8 +95,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         }
         return MHD_YES;
     }
-    if (c->status)
-        return MHD_YES; /* already answered (e.g. 413): discard the rest */
+    if (c->status) return MHD_YES; /* already answered (e.g. 413): discard the rest */
     if (*upload_size > 0) {
         if (!c->body_too_big) {
             size_t need = c->body_len + *upload_size;
@@ -111,8 +107,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
                     while (cap < need + 1)
                         cap *= 2;
                     char *b = realloc(c->body, cap);
-                    if (!b)
-                        return MHD_NO;
+                    if (!b) return MHD_NO;
                     c->body = b;
                     c->body_cap = cap;
                 }
@@ -129,8 +124,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
                     "request body larger than %lld bytes", (long long)s->cfg->max_body_bytes);
         return px_respond_error(c, &e);
     }
-    if (c->st)
-        return px_stream_respond(s, c);
+    if (c->st) return px_stream_respond(s, c);
     return px_route(s, c);
 }
 
@@ -139,8 +133,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     (void)mc;
     px_server *s = cls;
     px_conn *c = *con_cls;
-    if (!c)
-        return;
+    if (!c) return;
     *con_cls = NULL;
     px_conn_completed(s, c, toe);
 }
@@ -158,14 +151,11 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_ct
 
 int px_http_start(px_server *s, char *err, size_t errlen) {
     px_config *cfg = s->cfg;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-                     MHD_USE_TURBO;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     int listen_fd = -1;
     int n = sd_listen_fds(1);
-    if (n > 1)
-        return px_fail(err, errlen, -1, "systemd passed %d sockets; polluxd takes one", n);
-    if (n == 1)
-        listen_fd = SD_LISTEN_FDS_START;
+    if (n > 1) return px_fail(err, errlen, -1, "systemd passed %d sockets; polluxd takes one", n);
+    if (n == 1) listen_fd = SD_LISTEN_FDS_START;
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     struct sockaddr *addr = NULL;
@@ -182,24 +172,21 @@ int px_http_start(px_server *s, char *err, size_t errlen) {
             addr = (struct sockaddr *)&a6;
             flags |= MHD_USE_IPv6;
         } else {
-            return px_fail(err, errlen, -1, "host '%s' is not an IPv4 or IPv6 address",
-                           cfg->host);
+            return px_fail(err, errlen, -1, "host '%s' is not an IPv4 or IPv6 address", cfg->host);
         }
     }
     s->mhd = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->header_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->header_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
         listen_fd >= 0 ? (void *)(intptr_t)listen_fd : (void *)addr, MHD_OPTION_END);
     if (!s->mhd)
         return px_fail(err, errlen, -1, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
                        strerror(errno));
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (!info)
-        return px_fail(err, errlen, -1, "libmicrohttpd has no epoll fd");
+    if (!info) return px_fail(err, errlen, -1, "libmicrohttpd has no epoll fd");
     uv_poll_init(s->loop, &s->mhd_poll, info->epoll_fd);
     s->mhd_poll.data = s;
     uv_poll_start(&s->mhd_poll, UV_READABLE, on_mhd_poll);
@@ -210,16 +197,13 @@ int px_http_start(px_server *s, char *err, size_t errlen) {
 }
 
 void px_http_quiesce(px_server *s) {
-    if (!s->mhd)
-        return;
+    if (!s->mhd) return;
     MHD_socket fd = MHD_quiesce_daemon(s->mhd);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
 }
 
 void px_http_stop(px_server *s) {
-    if (!s->mhd)
-        return;
+    if (!s->mhd) return;
     /* Close the handles before MHD closes its epoll fd; the loop finishes
      * the closes on its next run. */
     uv_poll_stop(&s->mhd_poll);
@@ -234,15 +218,12 @@ enum MHD_Result px_respond(px_conn *c, int status, const char *ctype, const char
                            size_t len) {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (!r)
-        return MHD_NO;
+    if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", ctype);
     if (c->srv->cfg->cors_origin)
         MHD_add_response_header(r, "Access-Control-Allow-Origin", c->srv->cfg->cors_origin);
-    if (status == 429 || status == 503)
-        MHD_add_response_header(r, "Retry-After", "1");
-    if (status == 401)
-        MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    if (status == 429 || status == 503) MHD_add_response_header(r, "Retry-After", "1");
+    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c->mc, (unsigned)status, r);
     MHD_destroy_response(r);
     c->status = status;

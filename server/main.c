@@ -19,15 +19,13 @@ static void on_wake(uv_async_t *a) {
 }
 
 static void stop_loop_when_drained(px_server *s) {
-    if (!s->draining || s->loading)
-        return;
+    if (!s->draining || s->loading) return;
     if (s->n_streams > 0 && px_now() > s->drain_deadline) {
         px_log(PX_LOG_WARN, "drain timeout: cancelling %d requests", s->n_streams);
         px_stream_cancel_all(s);
         s->drain_deadline = px_now() + 1e9; /* cancel once */
     }
-    if (s->n_streams == 0)
-        uv_stop(s->loop);
+    if (s->n_streams == 0) uv_stop(s->loop);
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -38,8 +36,7 @@ static void on_tick(uv_timer_t *t) {
     px_stats_counters c;
     if (s->sched) {
         px_sched_snapshot(s->sched, &c, NULL, NULL, NULL, NULL);
-        if (c.last_step_time > 0 && px_now() - c.last_step_time < 10.0)
-            sd_notify(0, "WATCHDOG=1");
+        if (c.last_step_time > 0 && px_now() - c.last_step_time < 10.0) sd_notify(0, "WATCHDOG=1");
     } else if (s->loading) {
         sd_notify(0, "WATCHDOG=1"); /* the load is making progress on its own thread */
     }
@@ -50,8 +47,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     px_server *s = h->data;
     if (signum == SIGHUP) {
         px_log(PX_LOG_INFO, "SIGHUP: reopening the log");
-        if (s->cfg->log_file)
-            px_log_open(s->cfg->log_file);
+        if (s->cfg->log_file) px_log_open(s->cfg->log_file);
         return;
     }
     if (s->draining) {
@@ -72,23 +68,19 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* Splits "a,b,c" into a NULL-terminated array (NULL for an empty list). */
 static char **split_keys(const char *list) {
-    if (!list || !*list)
-        return NULL;
+    if (!list || !*list) return NULL;
     size_t n = 1;
     for (const char *p = list; *p; p++)
         n += *p == ',';
     char **v = calloc(n + 1, sizeof *v);
-    if (!v)
-        return NULL;
+    if (!v) return NULL;
     size_t k = 0;
     const char *p = list;
     while (*p) {
         size_t len = strcspn(p, ",");
-        if (len > 0)
-            v[k++] = strndup(p, len);
+        if (len > 0) v[k++] = strndup(p, len);
         p += len;
-        if (*p == ',')
-            p++;
+        if (*p == ',') p++;
     }
     return v;
 }
@@ -97,8 +89,7 @@ static char **split_keys(const char *list) {
  * skipped) to the NULL-terminated *keys. */
 static int load_key_file(const char *path, char ***keys, char *err, size_t errlen) {
     FILE *f = fopen(path, "r");
-    if (!f)
-        return px_fail(err, errlen, -1, "api_key_file %s: %s", path, strerror(errno));
+    if (!f) return px_fail(err, errlen, -1, "api_key_file %s: %s", path, strerror(errno));
     size_t n = 0;
     while (*keys && (*keys)[n])
         n++;
@@ -109,8 +100,7 @@ static int load_key_file(const char *path, char ***keys, char *err, size_t errle
         char *k = line;
         while (*k == ' ' || *k == '\t')
             k++;
-        if (!*k || *k == '#')
-            continue;
+        if (!*k || *k == '#') continue;
         char **v = realloc(*keys, sizeof *v * (n + 2));
         if (!v || !(v[n] = strdup(k))) {
             fclose(f);
@@ -120,8 +110,7 @@ static int load_key_file(const char *path, char ***keys, char *err, size_t errle
         *keys = v;
     }
     fclose(f);
-    if (n == 0)
-        return px_fail(err, errlen, -1, "api_key_file %s holds no key", path);
+    if (n == 0) return px_fail(err, errlen, -1, "api_key_file %s holds no key", path);
     return 0;
 }
 
@@ -148,8 +137,7 @@ static void load_work(uv_work_t *req) {
     if (cfg->model) {
         snprintf(j->path, sizeof j->path, "%s", cfg->model);
     } else {
-        if (px_demo_model_path(j->path, sizeof j->path, j->err, sizeof j->err) < 0)
-            return;
+        if (px_demo_model_path(j->path, sizeof j->path, j->err, sizeof j->err) < 0) return;
         s->is_demo = 1;
     }
     px_model_opts mo;
@@ -185,8 +173,9 @@ static void load_done(uv_work_t *req, int status) {
         return;
     }
     if (s->is_demo)
-        px_log(PX_LOG_WARN, "no --model given: serving the built-in demo model %s "
-                            "(random weights: its output is meaningless)",
+        px_log(PX_LOG_WARN,
+               "no --model given: serving the built-in demo model %s "
+               "(random weights: its output is meaningless)",
                j->path);
     s->tok = px_model_tokenizer(s->model);
     const px_model_config *mc = px_model_config_get(s->model);
@@ -215,8 +204,8 @@ static void load_done(uv_work_t *req, int status) {
         tmpl = px_chat_template_detect(jinja, jinja ? strlen(jinja) : 0, tmpl);
     }
     px_log(PX_LOG_INFO, "chat template: %s", px_chat_template_name(tmpl));
-    s->api = (px_api_ctx){.tok = s->tok, .tmpl = tmpl, .limits = &s->limits,
-                          .model_id = s->model_id};
+    s->api =
+        (px_api_ctx){.tok = s->tok, .tmpl = tmpl, .limits = &s->limits, .model_id = s->model_id};
     px_sched_opts so;
     px_sched_opts_init(&so);
     so.max_batch_tokens = cfg->max_batch_tokens;
@@ -265,8 +254,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     px_log_level lvl;
-    if (cfg.log_level && px_log_parse_level(cfg.log_level, &lvl) == 0)
-        px_log_threshold = lvl;
+    if (cfg.log_level && px_log_parse_level(cfg.log_level, &lvl) == 0) px_log_threshold = lvl;
     if (cfg.log_file && px_log_open(cfg.log_file) < 0) {
         fprintf(stderr, "polluxd: cannot open log file %s\n", cfg.log_file);
         px_config_free(&cfg);
@@ -320,16 +308,14 @@ int main(int argc, char **argv) {
     px_stream_resume_all(&s);
     px_http_run(&s);
     px_http_stop(&s);
-    if (s.sched)
-        px_sched_destroy(s.sched); /* joins the thread; cancels what is left */
+    if (s.sched) px_sched_destroy(s.sched); /* joins the thread; cancels what is left */
     px_server_drain_wakes(&s);
     uv_close((uv_handle_t *)&s.wake, NULL);
     uv_close((uv_handle_t *)&s.tick, NULL);
     for (int i = 0; i < 3; i++)
         uv_close((uv_handle_t *)hs[i], NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&loop) != 0)
-        px_log(PX_LOG_WARN, "event loop closed with handles still open");
+    if (uv_loop_close(&loop) != 0) px_log(PX_LOG_WARN, "event loop closed with handles still open");
     free_keys(s.keys);
     px_model_free(s.model);
     pthread_mutex_destroy(&s.wake_lock);

@@ -48,11 +48,9 @@ static int same_secret(const char *a, size_t la, const char *b, size_t lb) {
 }
 
 static int authorized(px_server *s, px_conn *c) {
-    if (!s->keys)
-        return 1;
+    if (!s->keys) return 1;
     const char *h = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7) != 0)
-        return 0;
+    if (!h || strncmp(h, "Bearer ", 7) != 0) return 0;
     const char *key = h + 7;
     size_t len = strlen(key);
     int ok = 0;
@@ -63,8 +61,7 @@ static int authorized(px_server *s, px_conn *c) {
 
 static route_id find_route(const char *path) {
     for (int i = 0; i < R_NONE; i++)
-        if (strcmp(path, k_routes[i].path) == 0)
-            return (route_id)i;
+        if (strcmp(path, k_routes[i].path) == 0) return (route_id)i;
     return R_NONE;
 }
 
@@ -74,11 +71,9 @@ static enum MHD_Result method_not_allowed(px_conn *c, const char *allow) {
     px_api_fail(&e, 405, "invalid_request_error", NULL, NULL, "method %s not allowed; use %s",
                 c->method, allow);
     px_api_openai_error(&b, &e);
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
     px_buf_free(&b);
-    if (!r)
-        return MHD_NO;
+    if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", "application/json");
     MHD_add_response_header(r, "Allow", allow);
     enum MHD_Result ret = MHD_queue_response(c->mc, 405, r);
@@ -89,15 +84,13 @@ static enum MHD_Result method_not_allowed(px_conn *c, const char *allow) {
 
 static enum MHD_Result preflight(px_server *s, px_conn *c, const struct route *rt) {
     struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (!r)
-        return MHD_NO;
+    if (!r) return MHD_NO;
     const char *origin = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Origin");
     const char *allowed = s->cfg->cors_origin;
     if (allowed && origin && (strcmp(allowed, "*") == 0 || strcmp(allowed, origin) == 0)) {
         MHD_add_response_header(r, "Access-Control-Allow-Origin", allowed);
         MHD_add_response_header(r, "Access-Control-Allow-Methods", rt->method);
-        MHD_add_response_header(r, "Access-Control-Allow-Headers",
-                                "Authorization, Content-Type");
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
         MHD_add_response_header(r, "Access-Control-Max-Age", "600");
     }
     MHD_add_response_header(r, "Allow", rt->method);
@@ -111,8 +104,7 @@ static enum MHD_Result handle_metrics(px_server *s, px_conn *c) {
     px_stats_counters sc;
     px_hist ttft, itl, e2e, queue;
     int have = s->sched != NULL;
-    if (have)
-        px_sched_snapshot(s->sched, &sc, &ttft, &itl, &e2e, &queue);
+    if (have) px_sched_snapshot(s->sched, &sc, &ttft, &itl, &e2e, &queue);
     px_buf b = {0};
     if (px_metrics_render(&b, s->model_id, have ? &sc : NULL, have ? &ttft : NULL,
                           have ? &itl : NULL, have ? &e2e : NULL, have ? &queue : NULL,
@@ -151,8 +143,7 @@ static enum MHD_Result handle_tokenize(px_server *s, px_conn *c, int de) {
     int pieces = 0;
     int rc = de ? px_api_detokenize_parse(c->body, c->body_len, &s->api, &ids, &n, &e)
                 : px_api_tokenize_parse(c->body, c->body_len, &s->api, &ids, &n, &pieces, &e);
-    if (rc < 0)
-        return px_respond_error(c, &e);
+    if (rc < 0) return px_respond_error(c, &e);
     px_buf b = {0};
     rc = de ? px_api_detokenize_render(&b, s->tok, ids, n)
             : px_api_tokenize_render(&b, s->tok, ids, n, pieces);
@@ -166,16 +157,14 @@ enum MHD_Result px_route(px_server *s, px_conn *c) {
     route_id id = find_route(c->path);
     px_api_error e;
     if (id == R_NONE) {
-        px_api_fail(&e, 404, "invalid_request_error", NULL, NULL, "no route for %s %s",
-                    c->method, c->path[0] ? c->path : "/");
+        px_api_fail(&e, 404, "invalid_request_error", NULL, NULL, "no route for %s %s", c->method,
+                    c->path[0] ? c->path : "/");
         return px_respond_error(c, &e);
     }
     const struct route *rt = &k_routes[id];
-    if (strcmp(c->method, "OPTIONS") == 0)
-        return preflight(s, c, rt);
+    if (strcmp(c->method, "OPTIONS") == 0) return preflight(s, c, rt);
     int is_head = strcmp(c->method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0;
-    if (strcmp(c->method, rt->method) != 0 && !is_head)
-        return method_not_allowed(c, rt->method);
+    if (strcmp(c->method, rt->method) != 0 && !is_head) return method_not_allowed(c, rt->method);
     if (rt->auth && !authorized(s, c)) {
         px_api_fail(&e, 401, "authentication_error", "invalid_api_key", NULL,
                     "missing or invalid API key");
@@ -193,16 +182,16 @@ enum MHD_Result px_route(px_server *s, px_conn *c) {
         px_stats_counters sc;
         px_sched_snapshot(s->sched, &sc, NULL, NULL, NULL, NULL);
         int stuck = sc.last_step_time > 0 && px_now() - sc.last_step_time > 30.0;
-        return stuck ? px_respond(c, 503, "application/json",
-                                    "{\"status\":\"scheduler stalled\"}", 30)
+        return stuck ? px_respond(c, 503, "application/json", "{\"status\":\"scheduler stalled\"}",
+                                  30)
                      : px_respond(c, 200, "application/json", "{\"status\":\"ok\"}", 15);
     }
     case R_READY:
         if (!s->ready || s->draining)
             return px_respond(c, 503, "application/json",
-                                s->draining ? "{\"status\":\"draining\"}"
-                                            : "{\"status\":\"loading\"}",
-                                s->draining ? 21 : 20);
+                              s->draining ? "{\"status\":\"draining\"}"
+                                          : "{\"status\":\"loading\"}",
+                              s->draining ? 21 : 20);
         return px_respond(c, 200, "application/json", "{\"status\":\"ready\"}", 18);
     case R_METRICS: return handle_metrics(s, c);
     case R_MODELS: return handle_models(s, c);
@@ -227,13 +216,10 @@ enum MHD_Result px_route(px_server *s, px_conn *c) {
 
 void px_conn_completed(px_server *s, px_conn *c, enum MHD_RequestTerminationCode toe) {
     int ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
-    if (c->status >= 100 && c->status < 600)
-        s->counters.responses_by_class[c->status / 100]++;
-    px_log(PX_LOG_INFO, "req=%llu %s %s status=%d %.3fs%s", (unsigned long long)c->id,
-           c->method, c->path, c->status, px_now() - c->t_start,
-           ok ? "" : " (connection ended early)");
-    if (c->st)
-        px_stream_detach(s, c->st, !ok);
+    if (c->status >= 100 && c->status < 600) s->counters.responses_by_class[c->status / 100]++;
+    px_log(PX_LOG_INFO, "req=%llu %s %s status=%d %.3fs%s", (unsigned long long)c->id, c->method,
+           c->path, c->status, px_now() - c->t_start, ok ? "" : " (connection ended early)");
+    if (c->st) px_stream_detach(s, c->st, !ok);
     free(c->body);
     free(c);
 }

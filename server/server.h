@@ -45,29 +45,29 @@ typedef struct px_server {
     px_api_limits limits;
     px_api_ctx api;
     char model_id[128];
-    int64_t started_at;      /* unix seconds */
-    int is_demo;             /* serving the built-in random-weight model */
-    char **keys;             /* API keys (NULL-terminated), or NULL = open */
+    int64_t started_at; /* unix seconds */
+    int is_demo;        /* serving the built-in random-weight model */
+    char **keys;        /* API keys (NULL-terminated), or NULL = open */
 
     uv_loop_t *loop;
     struct MHD_Daemon *mhd;
-    uv_poll_t mhd_poll;      /* MHD's epoll fd */
-    uv_timer_t mhd_timer;    /* MHD's timeouts */
-    uv_timer_t tick;         /* keepalive pings, drain deadline, watchdog */
-    uv_async_t wake;         /* scheduler -> loop */
+    uv_poll_t mhd_poll;   /* MHD's epoll fd */
+    uv_timer_t mhd_timer; /* MHD's timeouts */
+    uv_timer_t tick;      /* keepalive pings, drain deadline, watchdog */
+    uv_async_t wake;      /* scheduler -> loop */
     uv_signal_t sig_term, sig_int, sig_hup;
 
     pthread_mutex_t wake_lock;
-    px_request **wake_list;  /* requests with new events, each holding a ref */
+    px_request **wake_list; /* requests with new events, each holding a ref */
     int wake_n, wake_cap;
 
-    px_stream *streams;      /* live streams (loop thread) */
+    px_stream *streams; /* live streams (loop thread) */
     int n_streams;
     uint64_t next_id;
-    int ready;               /* /ready answers 200 */
-    int loading;             /* the model is being loaded (sched is NULL) */
-    int exit_code;           /* process exit status when the loop ends */
-    int draining;            /* SIGTERM received */
+    int ready;     /* /ready answers 200 */
+    int loading;   /* the model is being loaded (sched is NULL) */
+    int exit_code; /* process exit status when the loop ends */
+    int draining;  /* SIGTERM received */
     double drain_deadline;
     px_http_counters counters;
 } px_server;
@@ -101,18 +101,17 @@ struct px_conn {
     uint64_t id;
     double t_start;
     char method[8];
-    char path[256];          /* decoded URL path (no query) */
+    char path[256]; /* decoded URL path (no query) */
     char *body;
     size_t body_len, body_cap;
     int body_too_big;
-    int status;              /* status sent (for the access log) */
-    px_stream *st;           /* generation in progress, if any */
+    int status;    /* status sent (for the access log) */
+    px_stream *st; /* generation in progress, if any */
 };
 
 /* Queues a response (body copied) with status and content type; adds CORS,
  * Retry-After (429, 503) and WWW-Authenticate (401) as they apply. */
-enum MHD_Result px_respond(px_conn *c, int status, const char *ctype, const char *body,
-                           size_t len);
+enum MHD_Result px_respond(px_conn *c, int status, const char *ctype, const char *body, size_t len);
 /* Queues a JSON response (copied) with status. */
 enum MHD_Result px_respond_json(px_conn *c, int status, const char *json, size_t len);
 /* Queues an OpenAI-shaped error. */

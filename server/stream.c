@@ -15,18 +15,18 @@
 
 struct px_stream {
     px_server *srv;
-    px_conn *conn;      /* NULL once the connection is gone */
-    px_request *r;      /* our reference */
+    px_conn *conn; /* NULL once the connection is gone */
+    px_request *r; /* our reference */
     px_api_req areq;
     px_api_resp_meta meta;
     char id[64];
     int streaming;
-    px_buf out;         /* bytes not yet taken by MHD */
+    px_buf out; /* bytes not yet taken by MHD */
     size_t out_off;
     int suspended;
-    int done;           /* DONE drained: the scheduler is finished with it */
-    int ended;          /* SSE: the last bytes are queued */
-    int whole_ready;    /* non-streamed: `out` holds the whole body */
+    int done;        /* DONE drained: the scheduler is finished with it */
+    int ended;       /* SSE: the last bytes are queued */
+    int whole_ready; /* non-streamed: `out` holds the whole body */
     int whole_status;
     double last_send;
     int n_choices;
@@ -36,10 +36,10 @@ struct px_stream {
     px_sample *lps[PX_MAX_CHOICES]; /* non-streamed logprobs */
     int n_lps[PX_MAX_CHOICES], cap_lps[PX_MAX_CHOICES];
     int64_t text_cp[PX_MAX_CHOICES]; /* code points sent per choice (text_offset) */
-    px_sample *plps;    /* prompt logprobs (completions echo), index 1.. */
+    px_sample *plps;                 /* prompt logprobs (completions echo), index 1.. */
     int n_plps, cap_plps;
     int echo_sent[PX_MAX_CHOICES];
-    px_api_error err;   /* first error reported by the scheduler */
+    px_api_error err; /* first error reported by the scheduler */
     int has_err;
     px_stream *prev, *next;
 };
@@ -48,8 +48,7 @@ struct px_stream {
 
 static void link_stream(px_server *s, px_stream *st) {
     st->next = s->streams;
-    if (s->streams)
-        s->streams->prev = st;
+    if (s->streams) s->streams->prev = st;
     s->streams = st;
     s->n_streams++;
 }
@@ -59,8 +58,7 @@ static void free_stream(px_server *s, px_stream *st) {
         st->prev->next = st->next;
     else if (s->streams == st)
         s->streams = st->next;
-    if (st->next)
-        st->next->prev = st->prev;
+    if (st->next) st->next->prev = st->prev;
     s->n_streams--;
     if (st->r) {
         st->r->owner = NULL;
@@ -77,16 +75,14 @@ static void free_stream(px_server *s, px_stream *st) {
 }
 
 static void maybe_free(px_server *s, px_stream *st) {
-    if (st->done && !st->conn)
-        free_stream(s, st);
+    if (st->done && !st->conn) free_stream(s, st);
 }
 
 void px_stream_detach(px_server *s, px_stream *st, int client_gone) {
     st->conn = NULL;
     st->suspended = 0;
     if (!st->done) {
-        if (client_gone)
-            s->counters.client_disconnects++;
+        if (client_gone) s->counters.client_disconnects++;
         px_request_cancel(st->r);
     }
     maybe_free(s, st);
@@ -94,8 +90,7 @@ void px_stream_detach(px_server *s, px_stream *st, int client_gone) {
 
 void px_stream_cancel_all(px_server *s) {
     for (px_stream *st = s->streams; st; st = st->next)
-        if (!st->done)
-            px_request_cancel(st->r);
+        if (!st->done) px_request_cancel(st->r);
 }
 
 static void resume(px_stream *st) {
@@ -135,8 +130,8 @@ static const char *finish_name(px_finish f) {
     return f == PX_FINISH_LENGTH ? "length" : "stop";
 }
 
-static void sse_chunk(px_stream *st, int choice, const char *text, size_t len,
-                      const char *finish, const px_sample *smp) {
+static void sse_chunk(px_stream *st, int choice, const char *text, size_t len, const char *finish,
+                      const px_sample *smp) {
     px_api_logprob lp;
     char pool[21][128];
     if (smp && st->areq.logprobs) {
@@ -174,8 +169,7 @@ static void push_sample(px_sample **v, int *n, int *cap, const px_sample *smp) {
     if (*n == *cap) {
         int c = *cap ? *cap * 2 : 64;
         px_sample *nv = realloc(*v, sizeof *nv * (size_t)c);
-        if (!nv)
-            return;
+        if (!nv) return;
         *v = nv;
         *cap = c;
     }
@@ -205,15 +199,13 @@ static void echo_sample(const px_stream *st, int i, px_sample *out, int *missing
 /* Streams the echoed prompt for a choice before its first token: one chunk
  * per prompt token with logprobs, else one chunk with the whole text. */
 static void send_echo(px_stream *st, int choice) {
-    if (!st->areq.echo || st->echo_sent[choice])
-        return;
+    if (!st->areq.echo || st->echo_sent[choice]) return;
     st->echo_sent[choice] = 1;
     px_buf text = {0};
     for (int i = 0; i < st->areq.n_prompt; i++) {
         char piece[128];
         int k = px_tokenizer_piece(st->srv->tok, st->areq.prompt[i], 0, piece, sizeof piece);
-        if (k < 0)
-            k = 0;
+        if (k < 0) k = 0;
         if (st->areq.logprobs) {
             px_sample smp;
             int missing;
@@ -231,8 +223,7 @@ static void send_echo(px_stream *st, int choice) {
             px_buf_append(&text, piece, (size_t)k);
         }
     }
-    if (!st->areq.logprobs && text.len > 0)
-        sse_chunk(st, choice, text.data, text.len, NULL, NULL);
+    if (!st->areq.logprobs && text.len > 0) sse_chunk(st, choice, text.data, text.len, NULL, NULL);
     px_buf_free(&text);
 }
 
@@ -247,12 +238,10 @@ static void render_whole(px_stream *st, const px_event *done) {
     for (int i = 0; i < n_echo; i++) {
         char piece[128];
         int k = px_tokenizer_piece(st->srv->tok, st->areq.prompt[i], 0, piece, sizeof piece);
-        if (k > 0)
-            px_buf_append(&echo, piece, (size_t)k);
+        if (k > 0) px_buf_append(&echo, piece, (size_t)k);
     }
     px_buf texts[PX_MAX_CHOICES] = {{0}};
-    if (st->areq.logprobs && total > 0)
-        pool = malloc(sizeof *pool * (size_t)total);
+    if (st->areq.logprobs && total > 0) pool = malloc(sizeof *pool * (size_t)total);
     int at = 0;
     for (int c = 0; c < st->n_choices; c++) {
         px_buf_append(&texts[c], echo.data, echo.len);
@@ -307,8 +296,7 @@ static void take_events(px_server *s, px_stream *st) {
                               e->n_tokens ? &e->token : NULL);
             } else {
                 px_buf_append(&st->text[e->choice], e->text, e->text_len);
-                if (e->n_tokens && st->areq.logprobs)
-                    keep_sample(st, e->choice, &e->token);
+                if (e->n_tokens && st->areq.logprobs) keep_sample(st, e->choice, &e->token);
             }
         } else if (e->type == PX_EVENT_FINISH) {
             st->finish[e->choice] = e->finish;
@@ -317,8 +305,7 @@ static void take_events(px_server *s, px_stream *st) {
                 st->has_err = 1;
             }
             if (st->streaming) {
-                if (e->text_len > 0)
-                    sse_chunk(st, e->choice, e->text, e->text_len, NULL, NULL);
+                if (e->text_len > 0) sse_chunk(st, e->choice, e->text, e->text_len, NULL, NULL);
                 if (e->finish == PX_FINISH_STOP || e->finish == PX_FINISH_LENGTH)
                     sse_chunk(st, e->choice, "", 0, finish_name(e->finish), NULL);
             } else {
@@ -361,13 +348,11 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         size_t n = PX_MIN(max, st->out.len - st->out_off);
         memcpy(buf, st->out.data + st->out_off, n);
         st->out_off += n;
-        if (st->out_off == st->out.len)
-            st->out.len = st->out_off = 0;
+        if (st->out_off == st->out.len) st->out.len = st->out_off = 0;
         st->last_send = px_now();
         return (ssize_t)n;
     }
-    if (st->ended)
-        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (st->ended) return MHD_CONTENT_READER_END_OF_STREAM;
     /* Nothing to send yet: park the connection until events arrive. */
     if (st->conn && !st->suspended) {
         MHD_suspend_connection(st->conn->mc);
@@ -378,8 +363,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void random_id(char *out, size_t cap, const char *prefix, uint64_t n) {
     static uint64_t salt;
-    if (!salt)
-        salt = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&salt;
+    if (!salt) salt = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&salt;
     uint64_t x = (n + 1) * 0xBF58476D1CE4E5B9ull ^ salt;
     x ^= x >> 31;
     snprintf(out, cap, "%s%016llx%08llx", prefix, (unsigned long long)x,
@@ -404,7 +388,8 @@ enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq) {
     st->n_choices = areq->n;
     st->r = r;
     random_id(st->id, sizeof st->id, areq->kind == PX_API_CHAT ? "chatcmpl-" : "cmpl-", c->id);
-    st->meta = (px_api_resp_meta){.kind = areq->kind, .created = (int64_t)time(NULL),
+    st->meta = (px_api_resp_meta){.kind = areq->kind,
+                                  .created = (int64_t)time(NULL),
                                   .model = st->areq.model,
                                   .system_fingerprint = "pollux-" PACKAGE_VERSION};
     snprintf(st->meta.id, sizeof st->meta.id, "%s", st->id);
@@ -435,8 +420,7 @@ enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq) {
     r->notify_arg = s;
     r->owner = st;
     char err[256] = "";
-    if (rc == 0)
-        rc = px_sched_submit(s->sched, r, err, sizeof err);
+    if (rc == 0) rc = px_sched_submit(s->sched, r, err, sizeof err);
     if (rc < 0) {
         if (rc == PX_EAGAIN) {
             s->counters.rejected_queue_full++;
@@ -466,8 +450,7 @@ enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq) {
     }
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_reader, st, NULL);
-    if (!resp)
-        return MHD_NO;
+    if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
@@ -524,8 +507,7 @@ void px_server_drain_wakes(px_server *s) {
     pthread_mutex_unlock(&s->wake_lock);
     for (int i = 0; i < n; i++) {
         px_stream *st = list[i]->owner;
-        if (st && !st->done)
-            take_events(s, st);
+        if (st && !st->done) take_events(s, st);
         px_request_unref(list[i]);
     }
     free(list);
@@ -546,6 +528,5 @@ void px_server_tick(px_server *s) {
             any = 1;
         }
     }
-    if (any)
-        px_http_run(s);
+    if (any) px_http_run(s);
 }

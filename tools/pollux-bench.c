@@ -55,7 +55,10 @@ static void bw_worker(void *ctx, int ith, int nth) {
 
 static void bandwidth(px_pool *pool, double *triad_gbs, double *read_gbs) {
     size_t n = (size_t)64 << 20; /* 256 MiB per array: far beyond the caches */
-    bw_job j = {.a = aligned_alloc(64, n * 4), .b = aligned_alloc(64, n * 4), .c = aligned_alloc(64, n * 4), .n = n};
+    bw_job j = {.a = aligned_alloc(64, n * 4),
+                .b = aligned_alloc(64, n * 4),
+                .c = aligned_alloc(64, n * 4),
+                .n = n};
     if (!j.a || !j.b || !j.c) {
         *triad_gbs = *read_gbs = 0;
         free(j.a);
@@ -92,8 +95,7 @@ static int parse_list(const char *s, int *out, int cap) {
     while (*s && n < cap) {
         char *end;
         long v = strtol(s, &end, 10);
-        if (end == s || v <= 0 || v > 256)
-            return -1;
+        if (end == s || v <= 0 || v > 256) return -1;
         out[n++] = (int)v;
         s = *end == ',' ? end + 1 : end;
     }
@@ -185,8 +187,13 @@ int main(int argc, char **argv) {
             seq[i] = 0;
             want[i] = i == n_prompt - 1;
         }
-        px_batch b = {.n_tok = n_prompt, .tokens = tokens, .pos = pos, .seq = seq,
-                      .want_logits = want, .n_seqs = 1, .seqs = seqs};
+        px_batch b = {.n_tok = n_prompt,
+                      .tokens = tokens,
+                      .pos = pos,
+                      .seq = seq,
+                      .want_logits = want,
+                      .n_seqs = 1,
+                      .seqs = seqs};
         double t0 = now_s();
         if (px_forward(m, &b, logits, err, sizeof err) < 0) {
             fprintf(stderr, "pollux-bench: %s\n", err);
@@ -210,8 +217,13 @@ int main(int argc, char **argv) {
                 seq[i] = s;
                 want[i] = 0;
             }
-            px_batch b = {.n_tok = p0, .tokens = tokens + s, .pos = pos, .seq = seq,
-                          .want_logits = want, .n_seqs = max_b, .seqs = seqs};
+            px_batch b = {.n_tok = p0,
+                          .tokens = tokens + s,
+                          .pos = pos,
+                          .seq = seq,
+                          .want_logits = want,
+                          .n_seqs = max_b,
+                          .seqs = seqs};
             if (px_forward(m, &b, logits, err, sizeof err) < 0) {
                 fprintf(stderr, "pollux-bench: %s\n", err);
                 return 1;
@@ -226,8 +238,13 @@ int main(int argc, char **argv) {
                     seq[s] = s;
                     want[s] = 1;
                 }
-                px_batch b = {.n_tok = B, .tokens = tokens + g, .pos = pos, .seq = seq,
-                              .want_logits = want, .n_seqs = max_b, .seqs = seqs};
+                px_batch b = {.n_tok = B,
+                              .tokens = tokens + g,
+                              .pos = pos,
+                              .seq = seq,
+                              .want_logits = want,
+                              .n_seqs = max_b,
+                              .seqs = seqs};
                 if (px_forward(m, &b, logits, err, sizeof err) < 0) {
                     fprintf(stderr, "pollux-bench: %s\n", err);
                     return 1;
@@ -236,12 +253,9 @@ int main(int argc, char **argv) {
             best = PX_MIN(best, now_s() - t0);
         }
         double tps = (double)B * n_gen / best;
-        if (B == 1)
-            tok1 = tps;
-        printf("decode batch %2d: %.1f tok/s aggregate, %.1f ms/step", B, tps,
-               best / n_gen * 1e3);
-        if (tok1 > 0 && B > 1)
-            printf(", %.2fx batch 1", tps / tok1);
+        if (B == 1) tok1 = tps;
+        printf("decode batch %2d: %.1f tok/s aggregate, %.1f ms/step", B, tps, best / n_gen * 1e3);
+        if (tok1 > 0 && B > 1) printf(", %.2fx batch 1", tps / tok1);
         printf("\n");
     }
     if (tok1 > 0) {

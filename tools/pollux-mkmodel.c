@@ -26,12 +26,11 @@ static int parse_type(const char *s, px_dtype *out) {
 }
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: pollux-mkmodel [--arch gemma3|llama] [--tiny|--demo|--1b] [--type T]\n"
-            "         [--embd-type T] [--seed N] [--name S] [--n-embd N] [--n-layer N]\n"
-            "         [--n-head N] [--n-head-kv N] [--head-dim N] [--n-ff N] [--n-ctx N]\n"
-            "         [--window N] [--vocab N] [--rope-scale F] [--untied] -o FILE\n"
-            "T: F32 F16 BF16 Q8_0 Q4_0 Q5_0 Q4_K Q5_K Q6_K\n");
+    fprintf(stderr, "usage: pollux-mkmodel [--arch gemma3|llama] [--tiny|--demo|--1b] [--type T]\n"
+                    "         [--embd-type T] [--seed N] [--name S] [--n-embd N] [--n-layer N]\n"
+                    "         [--n-head N] [--n-head-kv N] [--head-dim N] [--n-ff N] [--n-ctx N]\n"
+                    "         [--window N] [--vocab N] [--rope-scale F] [--untied] -o FILE\n"
+                    "T: F32 F16 BF16 Q8_0 Q4_0 Q5_0 Q4_K Q5_K Q6_K\n");
 }
 
 int main(int argc, char **argv) {
@@ -98,8 +97,7 @@ int main(int argc, char **argv) {
             }
             if (a[2] == 't') {
                 o.wtype = t;
-                if (!embd_set)
-                    o.embd_type = t == PX_DTYPE_Q4_K ? PX_DTYPE_Q6_K : t;
+                if (!embd_set) o.embd_type = t == PX_DTYPE_Q4_K ? PX_DTYPE_Q6_K : t;
             } else {
                 o.embd_type = t;
                 embd_set = 1;
@@ -125,8 +123,7 @@ int main(int argc, char **argv) {
             };
             size_t k;
             for (k = 0; k < PX_ARRAY_LEN(nums); k++)
-                if (strcmp(a, nums[k].flag) == 0)
-                    break;
+                if (strcmp(a, nums[k].flag) == 0) break;
             if (k == PX_ARRAY_LEN(nums)) {
                 fprintf(stderr, "pollux-mkmodel: unknown option '%s'\n", a);
                 usage();

@@ -35,8 +35,7 @@ static void usage(void) {
 static int parse_ids(const char *s, int32_t **out, int *n) {
     int cap = 16, k = 0;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!ids)
-        return -1;
+    if (!ids) return -1;
     while (*s) {
         char *end;
         long v = strtol(s, &end, 10);
@@ -132,8 +131,9 @@ int main(int argc, char **argv) {
             return 1;
         }
         model_path = demo;
-        fprintf(stderr, "pollux-run: no -m given: using the built-in demo model %s "
-                        "(random weights: its text is meaningless)\n",
+        fprintf(stderr,
+                "pollux-run: no -m given: using the built-in demo model %s "
+                "(random weights: its text is meaningless)\n",
                 demo);
     }
 
@@ -217,14 +217,16 @@ int main(int argc, char **argv) {
             fprintf(stderr, "pollux-run: %s\n", err);
             goto out;
         }
-        if (df && fwrite(logits, sizeof(float) * (size_t)cfg->n_vocab, (size_t)n, df) != (size_t)n) {
+        if (df &&
+            fwrite(logits, sizeof(float) * (size_t)cfg->n_vocab, (size_t)n, df) != (size_t)n) {
             fprintf(stderr, "pollux-run: writing %s failed\n", dump);
             goto out;
         }
     }
     double t1 = now_s();
     /* The last prompt row's logits are the last row written. */
-    const float *last = logits + (size_t)cfg->n_vocab * (size_t)(dump ? ((n_prompt - 1) % chunk) : 0);
+    const float *last =
+        logits + (size_t)cfg->n_vocab * (size_t)(dump ? ((n_prompt - 1) % chunk) : 0);
     uint64_t rng = px_rng_seed(sp.seed);
     px_detok dt;
     px_detok_init(&dt, tok, 0);
@@ -242,14 +244,11 @@ int main(int argc, char **argv) {
             printf(g ? " %d" : "%d", s.token);
         } else {
             int k = px_detok_feed(&dt, s.token, text, sizeof text);
-            if (k > 0)
-                fwrite(text, 1, (size_t)k, stdout);
+            if (k > 0) fwrite(text, 1, (size_t)k, stdout);
             fflush(stdout);
         }
-        if (!ignore_eos && px_tokenizer_is_eog(tok, s.token))
-            break;
-        if (g + 1 == n_gen)
-            break;
+        if (!ignore_eos && px_tokenizer_is_eog(tok, s.token)) break;
+        if (g + 1 == n_gen) break;
         pos[0] = n_prompt + g;
         want[0] = 1;
         b.n_tok = 1;
@@ -262,8 +261,7 @@ int main(int argc, char **argv) {
     }
     if (!print_ids) {
         int k = px_detok_flush(&dt, text, sizeof text);
-        if (k > 0)
-            fwrite(text, 1, (size_t)k, stdout);
+        if (k > 0) fwrite(text, 1, (size_t)k, stdout);
     }
     printf("\n");
     double t2 = now_s();

@@ -60,8 +60,7 @@ static int cmp_d(const void *a, const void *b) {
 }
 
 static double pct(double *v, int n, double q) {
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     qsort(v, (size_t)n, sizeof *v, cmp_d);
     int i = (int)(q * (n - 1) + 0.5);
     return v[i];
@@ -97,12 +96,10 @@ static double run_wave(px_sched *s, breq *b, int n, int32_t **prompts, int n_pro
     for (;;) {
         int done = 0;
         for (int i = 0; i < n; i++) {
-            if (!b[i].done)
-                drain(&b[i]);
+            if (!b[i].done) drain(&b[i]);
             done += b[i].done;
         }
-        if (done == n)
-            break;
+        if (done == n) break;
         pthread_mutex_lock(&g_lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -129,8 +126,7 @@ static int parse_list(const char *s, int *out, int cap) {
     while (*s && n < cap) {
         char *end;
         long v = strtol(s, &end, 10);
-        if (end == s || v <= 0 || v > 1024)
-            return -1;
+        if (end == s || v <= 0 || v > 1024) return -1;
         out[n++] = (int)v;
         s = *end == ',' ? end + 1 : end;
     }

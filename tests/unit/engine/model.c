@@ -80,8 +80,13 @@ static float *run_seq(px_model *m, const int32_t *ids, int n, int chunk, const i
             seq[i] = 0;
             want[i] = 1;
         }
-        px_batch b = {.n_tok = k, .tokens = ids + p0, .pos = pos, .seq = seq,
-                      .want_logits = want, .n_seqs = 1, .seqs = &bs};
+        px_batch b = {.n_tok = k,
+                      .tokens = ids + p0,
+                      .pos = pos,
+                      .seq = seq,
+                      .want_logits = want,
+                      .n_seqs = 1,
+                      .seqs = &bs};
         char err[256];
         ck_assert_msg(px_forward(m, &b, out + (size_t)p0 * c->n_vocab, err, sizeof err) == 0,
                       "forward: %s", err);
@@ -200,8 +205,13 @@ START_TEST(test_multi_sequence_batch) {
         }
     }
     float *mixed = malloc(sizeof(float) * 65 * (size_t)c->n_vocab);
-    px_batch b = {.n_tok = 65, .tokens = tok, .pos = pos, .seq = seq, .want_logits = want,
-                  .n_seqs = 2, .seqs = seqs};
+    px_batch b = {.n_tok = 65,
+                  .tokens = tok,
+                  .pos = pos,
+                  .seq = seq,
+                  .want_logits = want,
+                  .n_seqs = 2,
+                  .seqs = seqs};
     char err[256];
     ck_assert_msg(px_forward(m, &b, mixed, err, sizeof err) == 0, "%s", err);
     float d = 0;
@@ -247,8 +257,13 @@ START_TEST(test_kv_copy) {
     px_model_kv_copy(m, 0, 9);
     px_model_kv_copy(m, 1, 9);
     px_batch_seq s = {blk2, 3};
-    px_batch b = {.n_tok = 8, .tokens = ids + 32, .pos = pos, .seq = seq, .want_logits = want,
-                  .n_seqs = 1, .seqs = &s};
+    px_batch b = {.n_tok = 8,
+                  .tokens = ids + 32,
+                  .pos = pos,
+                  .seq = seq,
+                  .want_logits = want,
+                  .n_seqs = 1,
+                  .seqs = &s};
     char err[256];
     ck_assert_msg(px_forward(m, &b, tmp, err, sizeof err) == 0, "%s", err);
     float d = max_abs_diff(ref + 32 * (size_t)c->n_vocab, tmp, 8 * (size_t)c->n_vocab);
@@ -270,8 +285,13 @@ START_TEST(test_forward_rejects_bad_batch) {
     int32_t tok[2] = {5, 6}, pos[2] = {0, 1}, seq[2] = {0, 0};
     uint8_t want[2] = {1, 1};
     px_batch_seq s = {blk, 2};
-    px_batch b = {.n_tok = 2, .tokens = tok, .pos = pos, .seq = seq, .want_logits = want,
-                  .n_seqs = 1, .seqs = &s};
+    px_batch b = {.n_tok = 2,
+                  .tokens = tok,
+                  .pos = pos,
+                  .seq = seq,
+                  .want_logits = want,
+                  .n_seqs = 1,
+                  .seqs = &s};
     char err[256];
     tok[1] = c->n_vocab;
     ck_assert_int_eq(px_forward(m, &b, logits, err, sizeof err), PX_EINVAL);
@@ -319,8 +339,7 @@ static void copy_kv(const px_gguf *g, px_gguf_writer *w, int64_t i, const edit *
     px_gguf_str k = px_gguf_kv_key(g, i);
     char key[256];
     snprintf(key, sizeof key, "%.*s", (int)k.len, k.ptr);
-    if (e->drop_key && strcmp(key, e->drop_key) == 0)
-        return;
+    if (e->drop_key && strcmp(key, e->drop_key) == 0) return;
     px_gguf_vtype t = px_gguf_kv_type(g, i);
     if (t == PX_GGUF_STRING) {
         px_gguf_str s;
@@ -375,8 +394,7 @@ static char *rewrite(const char *src, const edit *e) {
         const px_gguf_tensor *t = px_gguf_tensor_at(g, i);
         char name[256];
         snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
-        if (e->drop_tensor && strcmp(name, e->drop_tensor) == 0)
-            continue;
+        if (e->drop_tensor && strcmp(name, e->drop_tensor) == 0) continue;
         int64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
         if (e->reshape_tensor && strcmp(name, e->reshape_tensor) == 0) {
             ne[0] *= 2;

@@ -10,8 +10,7 @@
 char *px_test_tmpfile(const char *suffix) {
     static unsigned counter;
     const char *dir = getenv("TMPDIR");
-    if (!dir || !*dir)
-        dir = "/tmp";
+    if (!dir || !*dir) dir = "/tmp";
     size_t cap = strlen(dir) + strlen(suffix) + 64;
     char *p = malloc(cap);
     ck_assert_ptr_nonnull(p);

@@ -27,8 +27,7 @@
 static char *g_model_path;
 
 static void make_model_once(void) {
-    if (g_model_path)
-        return;
+    if (g_model_path) return;
     px_mkmodel_opts o;
     px_mkmodel_opts_tiny(&o, PX_ARCH_GEMMA3);
     o.wtype = PX_DTYPE_Q8_0;
@@ -68,8 +67,7 @@ typedef struct ref_run {
 static px_model *g_ref_model;
 
 static void reference(const int32_t *prompt, int n_prompt, int n_gen, ref_run *out) {
-    if (!g_ref_model)
-        g_ref_model = load_model(64, 256, 1);
+    if (!g_ref_model) g_ref_model = load_model(64, 256, 1);
     px_model *m = g_ref_model;
     int32_t n_vocab = px_model_config_get(m)->n_vocab;
     float *logits = malloc(sizeof(float) * (size_t)n_vocab);
@@ -82,28 +80,35 @@ static void reference(const int32_t *prompt, int n_prompt, int n_gen, ref_run *o
         pos[i] = i;
         want[i] = i == n_prompt - 1;
     }
-    px_batch b = {.n_tok = n_prompt, .tokens = prompt, .pos = pos, .seq = seqi,
-                  .want_logits = want, .n_seqs = 1, .seqs = &bs};
+    px_batch b = {.n_tok = n_prompt,
+                  .tokens = prompt,
+                  .pos = pos,
+                  .seq = seqi,
+                  .want_logits = want,
+                  .n_seqs = 1,
+                  .seqs = &bs};
     char err[256];
     ck_assert_msg(px_forward(m, &b, logits, err, sizeof err) == 0, "%s", err);
     out->n = 0;
     for (int g = 0; g < n_gen; g++) {
         int32_t best = 0;
         for (int32_t v = 1; v < n_vocab; v++)
-            if (logits[v] > logits[best])
-                best = v;
+            if (logits[v] > logits[best]) best = v;
         float second = -INFINITY;
         for (int32_t v = 0; v < n_vocab; v++)
-            if (v != best && logits[v] > second)
-                second = logits[v];
+            if (v != best && logits[v] > second) second = logits[v];
         out->tok[out->n] = best;
         out->gap[out->n++] = logits[best] - second;
-        if (g + 1 == n_gen)
-            break;
+        if (g + 1 == n_gen) break;
         int32_t t = best, p = n_prompt + g;
         uint8_t w = 1;
-        px_batch d = {.n_tok = 1, .tokens = &t, .pos = &p, .seq = seqi, .want_logits = &w,
-                      .n_seqs = 1, .seqs = &bs};
+        px_batch d = {.n_tok = 1,
+                      .tokens = &t,
+                      .pos = &p,
+                      .seq = seqi,
+                      .want_logits = &w,
+                      .n_seqs = 1,
+                      .seqs = &bs};
         ck_assert_msg(px_forward(m, &d, logits, err, sizeof err) == 0, "%s", err);
     }
     free(logits);
@@ -142,8 +147,7 @@ static void collect(outcome *o) {
         } else if (e->type == PX_EVENT_FINISH) {
             o->finish[e->choice] = e->finish;
             o->n_finish++;
-            if (e->message[0])
-                snprintf(o->message, sizeof o->message, "%s", e->message);
+            if (e->message[0]) snprintf(o->message, sizeof o->message, "%s", e->message);
         } else if (e->type == PX_EVENT_DONE) {
             o->done = 1;
             o->usage_prompt = e->prompt_tokens;
@@ -182,12 +186,10 @@ static int run_all(px_sched *s, outcome *o, int n) {
         ck_assert_int_ge(live, 0);
         ck_assert_msg(px_sched_check(s, err, sizeof err) == 0, "step %d: %s", steps, err);
         for (int i = 0; i < n; i++)
-            if (!o[i].done)
-                collect(&o[i]);
+            if (!o[i].done) collect(&o[i]);
         steps++;
         ck_assert_int_lt(steps, 100000);
-        if (live == 0)
-            break;
+        if (live == 0) break;
     }
     for (int i = 0; i < n; i++)
         ck_assert_msg(o[i].done, "request %d never finished", i);
@@ -199,8 +201,8 @@ static int run_all(px_sched *s, outcome *o, int n) {
 static void expect_tokens(const int32_t *got, int n_got, const ref_run *ref, const char *what) {
     ck_assert_msg(n_got == ref->n, "%s: %d tokens, expected %d", what, n_got, ref->n);
     for (int i = 0; i < n_got; i++)
-        ck_assert_msg(got[i] == ref->tok[i], "%s: token %d is %d, expected %d (top-2 gap %g)",
-                      what, i, got[i], ref->tok[i], (double)ref->gap[i]);
+        ck_assert_msg(got[i] == ref->tok[i], "%s: token %d is %d, expected %d (top-2 gap %g)", what,
+                      i, got[i], ref->tok[i], (double)ref->gap[i]);
 }
 
 static void expect_idle(px_sched *s) {
@@ -211,8 +213,7 @@ static void expect_idle(px_sched *s) {
     ck_assert_int_eq(c.kv_blocks_used, 0);
     ck_assert_int_eq(c.running, 0);
     ck_assert_int_eq(c.waiting, 0);
-    ck_assert_int_eq(c.kv_blocks_used + c.kv_blocks_cached + c.kv_blocks_free,
-                     c.kv_blocks_total);
+    ck_assert_int_eq(c.kv_blocks_used + c.kv_blocks_cached + c.kv_blocks_free, c.kv_blocks_total);
 }
 
 static px_sched *make_sched(px_model *m, int max_batch, int max_running, int prefix) {
@@ -264,10 +265,8 @@ static void equivalence(int n, int64_t kv_blocks, int max_batch, int max_running
     expect_idle(s);
     px_stats_counters c;
     px_sched_snapshot(s, &c, NULL, NULL, NULL, NULL);
-    if (preemptions)
-        *preemptions = c.preemptions;
-    if (hit_tokens)
-        *hit_tokens = (int64_t)c.prefix_hit_tokens;
+    if (preemptions) *preemptions = c.preemptions;
+    if (hit_tokens) *hit_tokens = (int64_t)c.prefix_hit_tokens;
     free(o);
     free(ref);
     px_sched_destroy(s);
@@ -618,8 +617,13 @@ START_TEST(test_prompt_logprobs) {
         want[i] = 1;
     }
     px_batch_seq bs = {blocks, 4};
-    px_batch b = {.n_tok = 40, .tokens = prompt, .pos = pos, .seq = sq, .want_logits = want,
-                  .n_seqs = 1, .seqs = &bs};
+    px_batch b = {.n_tok = 40,
+                  .tokens = prompt,
+                  .pos = pos,
+                  .seq = sq,
+                  .want_logits = want,
+                  .n_seqs = 1,
+                  .seqs = &bs};
     char err[256];
     ck_assert_msg(px_forward(g_ref_model, &b, logits, err, sizeof err) == 0, "%s", err);
     px_request *r = make_request(prompt, 40, 3);
@@ -720,8 +724,7 @@ START_TEST(test_stress_threaded) {
         ck_assert_msg(px_now() < t_end, "stress test timed out with %d/%d done", done, N);
         while (submitted < N && submitted - done < 64) {
             int rc = px_sched_submit(s, rq[submitted].o.r, err, sizeof err);
-            if (rc == PX_EAGAIN)
-                break;
+            if (rc == PX_EAGAIN) break;
             ck_assert_msg(rc == 0, "%s", err);
             submitted++;
         }
@@ -769,8 +772,7 @@ START_TEST(test_stress_threaded) {
     px_stats_counters c;
     for (int tries = 0; tries < 200; tries++) {
         px_sched_snapshot(s, &c, NULL, NULL, NULL, NULL);
-        if (c.running == 0 && c.kv_blocks_used == 0)
-            break;
+        if (c.running == 0 && c.kv_blocks_used == 0) break;
         usleep(10000);
     }
     /* Preemption is asserted by the deterministic tiny-cache test; here it
