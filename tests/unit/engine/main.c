@@ -12,6 +12,7 @@ int main(void) {
     srunner_add_suite(sr, px_suite_tokenizer());
     srunner_add_suite(sr, px_suite_sampler());
     srunner_add_suite(sr, px_suite_model());
+    srunner_add_suite(sr, px_suite_vision());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -11,5 +11,6 @@ Suite *px_suite_pool(void);
 Suite *px_suite_tokenizer(void);
 Suite *px_suite_sampler(void);
 Suite *px_suite_model(void);
+Suite *px_suite_vision(void);
 
 #endif

@@ -1,0 +1,2 @@
+/* api/image.c — placeholder until the module lands. */
+typedef int px_placeholder_image;
