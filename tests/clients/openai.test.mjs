@@ -11,7 +11,10 @@ before(async () => {
   client = new OpenAI({ apiKey: 'sk-sdk', baseURL: d.base + '/v1', maxRetries: 0 });
 });
 
-after(async () => { await d.stop(); });
+after(async () => {
+  const { code } = await d.stop();
+  assert.equal(code, 0, 'polluxd should exit 0:\n' + d.log());
+});
 
 test('chat.completions.create, not streamed', async () => {
   const r = await client.chat.completions.create({
