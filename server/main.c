@@ -283,7 +283,7 @@ int main(int argc, char **argv) {
     s.wake.data = &s;
     uv_timer_init(&loop, &s.tick);
     s.tick.data = &s;
-    uv_timer_start(&s.tick, on_tick, 1000, 1000);
+    uv_timer_start(&s.tick, on_tick, 250, 250); /* pings, hang-ups, watchdog, drain */
     int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
     uv_signal_t *hs[3] = {&s.sig_term, &s.sig_int, &s.sig_hup};
     for (int i = 0; i < 3; i++) {

@@ -4,6 +4,7 @@
  * Loop thread only, except px_server_on_notify. */
 #include <config.h>
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,9 +515,31 @@ void px_server_drain_wakes(px_server *s) {
     px_http_run(s);
 }
 
+/* True if the peer of a suspended connection has hung up: MHD does not
+ * watch suspended sockets, so a client that gives up on a long
+ * non-streamed request (or while queued) would otherwise go unnoticed until
+ * the answer is ready. */
+static int peer_gone(struct MHD_Connection *mc) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return 0;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0)
+        return 0;
+    return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 void px_server_tick(px_server *s) {
     double now = px_now();
     int any = 0;
+    for (px_stream *st = s->streams; st; st = st->next) {
+        /* The cancel ends the request at the next step; its DONE resumes
+         * the connection and MHD then sees the closed socket (and counts
+         * the disconnect through the completion callback). */
+        if (st->suspended && st->conn && !st->done && peer_gone(st->conn->mc))
+            px_request_cancel(st->r);
+    }
     /* Streams with nothing to say for keepalive_s get an SSE comment, so
      * proxies and clients see the connection is alive while it is queued. */
     for (px_stream *st = s->streams; st; st = st->next) {

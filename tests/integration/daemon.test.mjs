@@ -4,6 +4,7 @@
 // tests at a daemon started by hand instead.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { startDaemon } from './harness.mjs';
 
 const KEY = 'sk-test-key';
@@ -237,4 +238,32 @@ test('a client that disconnects mid-stream frees its KV blocks', async () => {
     await new Promise((r) => setTimeout(r, 50));
   }
   assert.ok(m.get('pollux:client_disconnects_total') >= 1);
+});
+
+test('a client that gives up on a non-streamed request frees its blocks too', async () => {
+  // A raw socket closed with a plain FIN (curl's way, unlike fetch's abort),
+  // while the connection is parked waiting for the whole answer.
+  const body = JSON.stringify({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 1500, n: 8, temperature: 0, ignore_eos: true });
+  const url = new URL(base);
+  const sock = connect(Number(url.port), url.hostname);
+  await new Promise((r) => sock.on('connect', r));
+  sock.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  let m;
+  const start = Date.now();
+  for (;;) {
+    m = await metrics();
+    if (m.get('pollux:num_requests_running') >= 1) break;
+    assert.ok(Date.now() - start < 5000, 'the request never started');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  sock.end(); // 8 x 1500 tokens take over 2 s: the cancel must come first
+  const end = Date.now() + 1000;
+  for (;;) {
+    m = await metrics();
+    if (m.get('pollux:num_requests_running') === 0 && m.get('pollux:kv_blocks', { state: 'used' }) === 0) break;
+    assert.ok(Date.now() < end, 'blocks not freed after the client gave up:\n' + m.text);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  sock.destroy();
 });
