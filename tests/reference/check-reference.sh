@@ -26,6 +26,14 @@
 #                 script proves the bound has that power by rerunning one
 #                 check with the reference reading blocks in a wrong order
 #                 and requiring it to fail.
+#
+# Vision tower: tests/reference/vision_dump encodes deterministic random
+# images (upscaled 37x29 and downscaled 300x200) through random small
+# mmproj files (F32 and F16 weights, projection width != encoder width, up
+# to 256 patches) and
+# tests/reference/ref_vision.py (numpy, float64) recomputes preprocessing
+# and encoder from the same file: max |embedding diff| < VISION_ABS = 1e-3
+# (measured: 3e-7).
 # Exit 0 on pass, 1 on failure (messages say which model, prompt and bound).
 set -u
 
@@ -39,6 +47,8 @@ N_GEN=32
 F32_ABS=1e-3      # max |logit diff|, F32/F16/BF16 weights
 GEN_TOL=1e-3      # greedy may differ only at a near-tie narrower than this
 QUANT_REL=0.06    # relative RMS logit error, quantized weights
+VISION_ABS=1e-3   # max |image embedding diff|, F32/F16 mmproj
+VDUMP=$builddir/tests/reference/vision_dump
 
 fail() {
     echo "check-reference: FAIL: $*"
@@ -47,7 +57,7 @@ fail() {
 
 "$PY" -c 'import numpy' 2>/dev/null ||
     fail "no python3 with numpy (PYTHON_NUMPY='$PY'); install python3-numpy"
-for t in "$MK" "$RUN"; do
+for t in "$MK" "$RUN" "$VDUMP"; do
     test -x "$t" || fail "$t not built"
 done
 
@@ -134,5 +144,46 @@ if "$PY" "$REF" check "$tmp/llama-q4_0.gguf" --kv-f16 --mutate-layout -n $N_GEN 
     fail "the quantized bounds do not detect a quant layout bug"
 fi
 sed 's/^FAIL: /(failed as it must) /' "$tmp/mutate.log"
+
+# vcheck NAME W H SEED -- MKMODEL_ARGS: a random mmproj, one W x H image.
+vcheck() {
+    name=$1 w=$2 h=$3 seed=$4
+    shift 5
+    mm=$tmp/$name.gguf
+    test -f "$mm" || "$MK" --mmproj-only "$@" -o "$mm" >"$tmp/mk.log" 2>&1 || {
+        cat "$tmp/mk.log"
+        fail "$name: pollux-mkmodel --mmproj-only $*"
+    }
+    "$VDUMP" "$mm" "$seed" "$w" "$h" "$tmp/$name.rgb" "$tmp/$name.embd" --threads 2 \
+        >"$tmp/vd.log" 2>&1 || {
+        cat "$tmp/vd.log"
+        fail "$name: vision_dump"
+    }
+    "$PY" "$srcdir/tests/reference/ref_vision.py" check "$mm" "$tmp/$name.rgb" "$w" "$h" \
+        "$tmp/$name.embd" --max-abs $VISION_ABS ||
+        fail "$name: pollux's vision tower differs from the numpy reference"
+}
+echo "vision tower:"
+vcheck mmproj-f32 37 29 1 -- --type F32 --n-embd 96 --seed 31
+vcheck mmproj-f32 300 200 2 -- --type F32 --n-embd 96 --seed 31
+vcheck mmproj-f16 64 64 3 -- --type F16 --seed 32
+# 16x16 patches (two attention query blocks), n_ff 200 (a partial weight
+# tile), 3 blocks, pooling 4 -> 16 tokens of 80.
+vcheck mmproj-mid 500 300 4 -- --type F16 --mmproj-dims 224,14,96,200,3,4,4 --n-embd 80 \
+    --seed 33
+# 34x34 = 1156 patches (two token blocks of the weight products, ten query
+# blocks), n_ff 300 (two weight tiles), pooling 2 -> 289 tokens.
+vcheck mmproj-big 200 500 5 -- --type F32 --mmproj-dims 476,14,64,300,1,4,2 --n-embd 80 \
+    --seed 34
+# The bound must catch a spatial layout bug: a reference that emits the
+# pooled tokens column-major has to fail.
+echo "mmproj-f32 with the reference's pooled tokens transposed (must fail):"
+if "$PY" "$srcdir/tests/reference/ref_vision.py" check "$tmp/mmproj-f32.gguf" \
+    "$tmp/mmproj-f32.rgb" 300 200 "$tmp/mmproj-f32.embd" --max-abs $VISION_ABS --mutate \
+    >"$tmp/vmutate.log" 2>&1; then
+    cat "$tmp/vmutate.log"
+    fail "the vision bound does not detect a token layout bug"
+fi
+sed 's/^FAIL: /(failed as it must) /' "$tmp/vmutate.log"
 echo "check-reference: PASS"
 exit 0
