@@ -294,6 +294,75 @@ START_TEST(test_simd_vs_portable) {
 }
 END_TEST
 
+/* The _0 row dots build the block scales dw_b * dx_b as one vector per
+ * group of 8 (the f16 weight scales widened together): the lanes must be
+ * the right blocks and the conversion the portable one's, for scales of
+ * either sign, zeros of both signs, subnormals and large values, with a
+ * full group and a partial one, for every nrc; and the result stays the
+ * dot of the dequantized weights with the quantized activations. */
+START_TEST(test_block_scales) {
+    const px_kernels *ref = &px__kernels_ref;
+    if (px_matmul_force_kernels(sets[_i]) != 0) return;
+    const px_kernels *ks = px__kernels_get();
+    enum { N = 13 * 32, NT = PX_NRC_MAX };
+    static const px_f16 scales[] = {0x9a24 /* -0.003 */,
+                                    0x0000,
+                                    0x8000,
+                                    0x0001 /* 2^-24 */,
+                                    0x8005,
+                                    0x7400 /* 16384 */,
+                                    0x1818,
+                                    0x3c00,
+                                    0xc000,
+                                    0x03ff /* largest subnormal */,
+                                    0x2e66,
+                                    0x0400,
+                                    0xb800};
+    static const px_dtype types[] = {PX_DTYPE_Q4_0, PX_DTYPE_Q5_0, PX_DTYPE_Q8_0};
+    float x[NT * N];
+    px_block_q8a a[NT * N / 32];
+    px_test_fill_random(x, (size_t)NT * N, 61);
+    for (int j = 64; j < 96; j++)
+        x[N + j] = 0.0f; /* token 1, block 2: a zero activation block */
+    ref->quantize_q8a(x, a, NT * N);
+    rng_state = 99;
+    for (size_t d = 0; d < PX_ARRAY_LEN(types); d++) {
+        px_dtype ty = types[d];
+        size_t rb = px_dtype_row_size(ty, N), bb = (size_t)px_dtype_get(ty)->block_bytes;
+        for (int shift = 0; shift < 13; shift += 4) {
+            char row[13 * 34];
+            for (size_t i = 0; i < rb; i++)
+                row[i] = (char)rnd();
+            for (int b = 0; b < 13; b++)
+                memcpy(row + (size_t)b * bb, &scales[(b + shift) % 13], 2);
+            float deq[N];
+            ck_assert_int_eq(px_dequantize_row(ty, row, deq, N), 0);
+            for (int nrc = 1; nrc <= NT; nrc++) {
+                float o_ref[PX_NRC_MAX], o_simd[PX_NRC_MAX];
+                ref->vec_dot[ty](N, row, a, N / 32 * sizeof(px_block_q8a), nrc, o_ref);
+                ks->vec_dot[ty](N, row, a, N / 32 * sizeof(px_block_q8a), nrc, o_simd);
+                ck_assert_msg(memcmp(o_ref, o_simd, sizeof(float) * (size_t)nrc) == 0,
+                              "%s %s shift %d nrc %d: not bitwise the portable dot", sets[_i],
+                              px_dtype_get(ty)->name, shift, nrc);
+                for (int t = 0; t < nrc; t++) {
+                    double want = 0.0, mag = 0.0;
+                    for (int j = 0; j < N; j++) {
+                        const px_block_q8a *xb = &a[t * N / 32 + j / 32];
+                        double v = (double)deq[j] * xb->d * xb->qs[j % 32];
+                        want += v;
+                        mag += fabs(v);
+                    }
+                    ck_assert_msg(isfinite(o_simd[t]) && fabs(o_simd[t] - want) <= 1e-5 * mag,
+                                  "%s %s shift %d t %d: %g vs %g", sets[_i], px_dtype_get(ty)->name,
+                                  shift, t, (double)o_simd[t], want);
+                }
+            }
+        }
+    }
+    px_matmul_force_kernels("portable");
+}
+END_TEST
+
 /* px_matmul_multi writes exactly what separate px_matmul calls write, for
  * weights of mixed dtypes and heights, on every path and kernel set. */
 START_TEST(test_multi_vs_single) {
@@ -525,6 +594,7 @@ Suite *px_suite_matmul(void) {
     tcase_add_loop_test(tc, test_paths_vs_f32, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_raw_blocks_vs_f32, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_simd_vs_portable, 0, PX_ARRAY_LEN(sets));
+    tcase_add_loop_test(tc, test_block_scales, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_multi_vs_single, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_batch_invariant, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_attention_helpers, 0, PX_ARRAY_LEN(sets));
