@@ -241,8 +241,7 @@ void px_mkmodel_opts_1b(px_mkmodel_opts *o, px_dtype wtype) {
     o->embd_type = wtype;
 }
 
-/* xorshift64*: uniform floats in [-1, 1). */
-static float rnd(uint64_t *s) {
+float px_mkmodel_rand(uint64_t *s) {
     *s ^= *s >> 12;
     *s ^= *s << 25;
     *s ^= *s >> 27;
@@ -275,7 +274,7 @@ static int add_random(px_gguf_writer *w, const char *name, px_dtype type, int64_
     int rc = data && row ? 0 : PX_ENOMEM;
     for (int64_t r = 0; r < rows && rc == 0; r++) {
         for (int64_t i = 0; i < n_in; i++)
-            row[i] = offset + scale * rnd(rng);
+            row[i] = offset + scale * px_mkmodel_rand(rng);
         rc = px_quantize_row(type, row, data + (size_t)r * row_bytes, n_in);
     }
     if (rc == 0) {

@@ -48,6 +48,10 @@ void px_mkmodel_opts_demo(px_mkmodel_opts *o);
  * head_dim 256, FFN 6912, vocab 262144, window 512). */
 void px_mkmodel_opts_1b(px_mkmodel_opts *o, px_dtype wtype);
 
+/* Deterministic uniform floats in [-1, 1) (xorshift64*); the random
+ * weights of every generated file come from it. */
+float px_mkmodel_rand(uint64_t *state);
+
 /* Writes the model to path. Returns 0 or a negative PX_E* with err. */
 int px_mkmodel_write(const px_mkmodel_opts *o, const char *path, char *err, size_t errlen);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "mkmodel.h"
 #include "px.h"
 #include "quant.h"
 #include "vision.h"
@@ -40,15 +41,6 @@ void px_vision_mk_opts_4b(px_vision_mk_opts *o, px_dtype wtype) {
                              .projector_type = "gemma3"};
 }
 
-/* xorshift64*: uniform floats in [-1, 1). */
-static float rnd(uint64_t *s) {
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    uint64_t r = *s * 0x2545F4914F6CDD1Dull;
-    return (float)((double)(r >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
-}
-
 typedef struct mk {
     px_gguf_writer *w;
     const px_vision_mk_opts *o;
@@ -77,7 +69,7 @@ static int add(mk *m, const char *name, px_dtype type, int n_dims, const int64_t
     int rc = data && row ? 0 : PX_ENOMEM;
     for (int64_t r = 0; r < rows && rc == 0; r++) {
         for (int64_t i = 0; i < ne[0]; i++)
-            row[i] = offset + scale * rnd(&m->rng);
+            row[i] = offset + scale * px_mkmodel_rand(&m->rng);
         rc = px_quantize_row(type, row, data + (size_t)r * rb, ne[0]);
     }
     if (rc == 0) rc = px_gguf_writer_add_tensor(m->w, name, type, n_dims, ne, data);
