@@ -314,6 +314,11 @@ int main(int argc, char **argv) {
     uv_close((uv_handle_t *)&s.tick, NULL);
     for (int i = 0; i < 3; i++)
         uv_close((uv_handle_t *)hs[i], NULL);
+    /* Closing the last handle puts back the default action; a late SIGTERM
+     * (a supervisor repeating itself) must not turn a clean exit into a kill. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) px_log(PX_LOG_WARN, "event loop closed with handles still open");
     free_keys(s.keys);
