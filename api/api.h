@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api/chat_template.h"
+#include "api/image.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
 
@@ -40,6 +42,9 @@ typedef struct px_api_limits {
     int max_stop_len;           /* bytes per stop string (256) */
     int max_top_logprobs;       /* 20 */
     int max_messages;           /* 4096 */
+    int max_images;             /* images per request (8) */
+    px_image_limits image;      /* per image: pixels, side, encoded bytes */
+    bool remote_images;         /* allow http(s) image URLs (default false: SSRF) */
 } px_api_limits;
 void px_api_limits_init(px_api_limits *l);
 
@@ -47,6 +52,14 @@ typedef enum px_api_kind {
     PX_API_CHAT = 0,       /* /v1/chat/completions */
     PX_API_COMPLETION = 1, /* /v1/completions */
 } px_api_kind;
+
+/* An image of a request, decoded; its prompt rows hold placeholder ids. */
+typedef struct px_api_image {
+    int32_t pos;      /* prompt index of its first embedding row */
+    int32_t n_tokens; /* embedding rows (the tower's output tokens) */
+    uint64_t hash;    /* of the encoded bytes: prefix-cache and reuse key */
+    px_image img;     /* RGB8 */
+} px_api_image;
 
 /* A validated generation request. */
 typedef struct px_api_req {
@@ -69,6 +82,8 @@ typedef struct px_api_req {
     int n_stop;
     double timeout_s; /* client-requested deadline, 0 = server default */
     int priority;
+    px_api_image *images; /* (n_images) in prompt order, owned */
+    int n_images;
 } px_api_req;
 /* Frees the arrays of r and zeroes their fields (r itself is the caller's). */
 void px_api_req_free(px_api_req *r);
@@ -79,6 +94,15 @@ void px_api_req_free(px_api_req *r);
 size_t px_api_utf8_seq(const char *s, size_t n);
 /* 1 if s[0..n) is entirely well-formed UTF-8, else 0. */
 int px_api_utf8_valid(const char *s, size_t n);
+
+/* What parsing needs besides the body. */
+typedef struct px_api_ctx {
+    const px_tokenizer *tok;
+    px_chat_template tmpl;
+    const px_api_limits *limits;
+    const char *model_id; /* the served model's id */
+    int32_t image_tokens; /* embedding rows per image; 0: the model takes no images */
+} px_api_ctx;
 
 /* Parses a request body (not NUL-terminated, len bytes) into a cJSON tree
  * (free with cJSON_Delete). Rejects with 400: an empty body, a UTF-8 BOM,

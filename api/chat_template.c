@@ -56,6 +56,20 @@ typedef struct builder {
     int oom;
 } builder;
 
+static void push_seg(builder *b, px_chat_seg seg) {
+    if (b->n_segs == b->cap_segs) {
+        size_t cap = b->cap_segs ? 2 * b->cap_segs : 16;
+        px_chat_seg *p = realloc(b->segs, cap * sizeof *p);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->segs = p;
+        b->cap_segs = cap;
+    }
+    b->segs[b->n_segs++] = seg;
+}
+
 static void put(builder *b, const char *s, size_t n, int special) {
     if (b->oom || n == 0) return;
     if (b->len + n + 1 > b->cap) {
@@ -71,23 +85,20 @@ static void put(builder *b, const char *s, size_t n, int special) {
         b->cap = cap;
     }
     memcpy(b->buf + b->len, s, n);
-    if (b->n_segs > 0 && b->segs[b->n_segs - 1].special == special) {
+    if (b->n_segs > 0 && b->segs[b->n_segs - 1].special == special &&
+        b->segs[b->n_segs - 1].image < 0) {
         b->segs[b->n_segs - 1].len += n;
     } else {
-        if (b->n_segs == b->cap_segs) {
-            size_t cap = b->cap_segs ? 2 * b->cap_segs : 16;
-            px_chat_seg *p = realloc(b->segs, cap * sizeof *p);
-            if (!p) {
-                b->oom = 1;
-                return;
-            }
-            b->segs = p;
-            b->cap_segs = cap;
-        }
-        b->segs[b->n_segs++] = (px_chat_seg){.off = b->len, .len = n, .special = special};
+        push_seg(b, (px_chat_seg){.off = b->len, .len = n, .special = special, .image = -1});
+        if (b->oom) return;
     }
     b->len += n;
     b->buf[b->len] = '\0';
+}
+
+/* An empty span standing for an image. */
+static void image(builder *b, int idx) {
+    if (!b->oom) push_seg(b, (px_chat_seg){.off = b->len, .len = 0, .special = 0, .image = idx});
 }
 
 static void text(builder *b, const char *s, size_t n) {
@@ -176,6 +187,30 @@ static void strip(const char **s, size_t *n) {
     rstrip(*s, n);
 }
 
+/* Writes a message's content: its text, or its parts in order with images
+ * as image spans. trim is Jinja's `| trim`: of the whole text, or of each
+ * text part, as Gemma's template does for a list of parts. */
+static void content(builder *b, const px_chat_msg *m, int trim) {
+    if (!m->parts) {
+        const char *c = m->content ? m->content : "";
+        size_t cl = m->content ? m->content_len : 0;
+        if (trim) strip(&c, &cl);
+        text(b, c, cl);
+        return;
+    }
+    for (size_t i = 0; i < m->n_parts; i++) {
+        const px_chat_part *p = &m->parts[i];
+        if (p->image >= 0) {
+            image(b, p->image);
+            continue;
+        }
+        const char *c = p->text ? p->text : "";
+        size_t cl = p->text ? p->len : 0;
+        if (trim) strip(&c, &cl);
+        text(b, c, cl);
+    }
+}
+
 /* --- roles -------------------------------------------------------------- */
 
 enum { R_SYSTEM, R_USER, R_ASSISTANT, R_BAD };
@@ -220,13 +255,10 @@ static int render_gemma(builder *b, const px_chat_msg *msgs, size_t n, char *err
         text_z(b, user ? "user\n" : "model\n");
         if (i == i0 && i0 == 1) {
             /* Gemma 3: messages[0]['content'] + '\n\n', untrimmed. */
-            text(b, msgs[0].content, msgs[0].content_len);
+            content(b, &msgs[0], 0);
             text_z(b, "\n\n");
         }
-        const char *c = msgs[i].content ? msgs[i].content : "";
-        size_t cl = msgs[i].content ? msgs[i].content_len : 0;
-        strip(&c, &cl);
-        text(b, c, cl);
+        content(b, &msgs[i], 1);
         mark(b, "<end_of_turn>");
         text_z(b, "\n");
     }
@@ -238,6 +270,9 @@ static int render_gemma(builder *b, const px_chat_msg *msgs, size_t n, char *err
 static int render_llama2(builder *b, const px_chat_msg *msgs, size_t n, char *err, size_t errlen) {
     size_t i0;
     if (check_alternation(msgs, n, &i0, err, errlen)) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].parts)
+            return fail(err, errlen, "messages[%zu]: the Llama 2 template takes no images", i);
     for (size_t i = i0; i < n; i++) {
         const char *c = msgs[i].content ? msgs[i].content : "";
         size_t cl = msgs[i].content ? msgs[i].content_len : 0;
@@ -278,7 +313,7 @@ static int render_chatml(builder *b, const px_chat_msg *msgs, size_t n, char *er
         mark(b, "<|im_start|>");
         text_z(b, rn[r]);
         text_z(b, "\n");
-        if (msgs[i].content) text(b, msgs[i].content, msgs[i].content_len);
+        content(b, &msgs[i], 0);
         mark(b, "<|im_end|>");
         text_z(b, "\n");
     }

@@ -23,10 +23,19 @@ px_chat_template px_chat_template_detect(const char *jinja, size_t len, px_chat_
 int px_chat_template_from_name(const char *name, px_chat_template *out);
 const char *px_chat_template_name(px_chat_template t);
 
+/* One part of a multi-part message: text, or an image of the request. */
+typedef struct px_chat_part {
+    const char *text; /* text parts */
+    size_t len;
+    int image; /* -1: a text part; >= 0: the request's image #image */
+} px_chat_part;
+
 typedef struct px_chat_msg {
     const char *role;    /* "system", "developer" (as system), "user", "assistant" */
-    const char *content; /* text (images are handled by the multimodal path) */
+    const char *content; /* text, when parts is NULL */
     size_t content_len;
+    const px_chat_part *parts; /* NULL, or (n_parts) parts in order (content ignored) */
+    size_t n_parts;
 } px_chat_msg;
 
 /* Renders msgs (ending with the generation prompt for the assistant) into a
@@ -65,6 +74,8 @@ typedef struct px_chat_seg {
                       * tokenized with PX_TOK_PARSE_SPECIAL; 0: plain text
                       * (template words and message content), to be tokenized
                       * WITHOUT it so typed markers stay text */
+    int image;       /* >= 0: an empty span standing for image part #image
+                      * (special is then 0); -1 otherwise */
 } px_chat_seg;
 
 /* As px_chat_template_render, and also returns the spans (malloc'd array in

@@ -35,6 +35,9 @@ void px_api_limits_init(px_api_limits *l) {
     l->max_stop_len = 256;
     l->max_top_logprobs = 20;
     l->max_messages = 4096;
+    l->max_images = 8;
+    px_image_limits_init(&l->image);
+    l->remote_images = false;
 }
 
 void px_api_req_free(px_api_req *r) {
@@ -44,6 +47,11 @@ void px_api_req_free(px_api_req *r) {
         free(r->stop[i]);
     free(r->stop);
     free(r->stop_len);
+    for (int i = 0; r->images && i < r->n_images; i++)
+        px_image_free(&r->images[i].img);
+    free(r->images);
+    r->images = NULL;
+    r->n_images = 0;
     r->prompt = NULL;
     r->stop = NULL;
     r->stop_len = NULL;

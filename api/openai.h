@@ -16,13 +16,6 @@
 #include "api/chat_template.h"
 #include "engine/tokenizer.h"
 
-/* What parsing needs besides the body. */
-typedef struct px_api_ctx {
-    const px_tokenizer *tok;
-    px_chat_template tmpl;
-    const px_api_limits *limits;
-    const char *model_id; /* the served model's id */
-} px_api_ctx;
 
 /* Parses and validates a body for `kind`; fills out (free with
  * px_api_req_free) or returns -1 with e filled (400/413 class; out then

@@ -48,7 +48,29 @@ void px_request_unref(px_request *r) {
     pthread_mutex_destroy(&r->_lock);
     free(r->prompt);
     free_stop(r);
+    for (int32_t i = 0; i < r->n_images; i++)
+        free(r->images[i].rgb);
+    free(r->images);
     free(r);
+}
+
+int px_request_add_image(px_request *r, int32_t pos, int32_t n_tokens, uint64_t hash, int width,
+                         int height, uint8_t *rgb) {
+    int32_t n = r->n_images;
+    if (!rgb || width <= 0 || height <= 0 || n_tokens <= 0 || pos < 0 ||
+        (n > 0 && pos < r->images[n - 1].pos + r->images[n - 1].n_tokens)) {
+        free(rgb);
+        return PX_EINVAL;
+    }
+    px_request_image *p = realloc(r->images, sizeof *p * (size_t)(n + 1));
+    if (!p) {
+        free(rgb);
+        return PX_ENOMEM;
+    }
+    r->images = p;
+    p[n] = (px_request_image){pos, n_tokens, hash, width, height, rgb};
+    r->n_images = n + 1;
+    return 0;
 }
 
 int px_request_set_prompt(px_request *r, const int32_t *ids, int32_t n) {

@@ -65,6 +65,17 @@ typedef struct px_event {
     int32_t cached_tokens; /* DONE: prompt tokens served from the prefix cache */
 } px_event;
 
+/* An image in the prompt: n_tokens embedding rows from prompt index pos on
+ * (the prompt holds placeholder ids there). The scheduler encodes it with
+ * the vision tower before the prefill reaches pos, and the whole span goes
+ * into one forward pass (its rows attend to each other both ways). */
+typedef struct px_request_image {
+    int32_t pos, n_tokens;
+    uint64_t hash;     /* of the encoded image: prefix-cache and reuse key */
+    int width, height; /* of rgb */
+    uint8_t *rgb;      /* (height, width, 3), owned by the request */
+} px_request_image;
+
 typedef struct px_request px_request;
 typedef void (*px_request_notify_fn)(px_request *r, void *arg);
 
@@ -88,8 +99,10 @@ struct px_request {
     int n_stop;
     px_request_notify_fn notify; /* called by the scheduler thread after posting */
     void *notify_arg;
-    void *owner; /* the submitter's own state; never touched by the
-                  * scheduler (the HTTP loop's stream object) */
+    void *owner;              /* the submitter's own state; never touched by the
+                               * scheduler (the HTTP loop's stream object) */
+    px_request_image *images; /* (n_images) by increasing pos, owned */
+    int32_t n_images;
 
     /* --- shared --- */
     atomic_int _refs;
@@ -118,6 +131,12 @@ int px_request_set_prompt(px_request *r, const int32_t *ids, int32_t n);
 /* Copies n stop strings (with byte lengths). PX_EINVAL if n or a length is
  * out of the matcher's limits (see stop.h). */
 int px_request_set_stop(px_request *r, const char *const *strs, const size_t *lens, int n);
+
+/* Appends an image, taking ownership of rgb (freed with the request, also
+ * on error). Images must come in increasing pos order. 0 or PX_ENOMEM /
+ * PX_EINVAL. */
+int px_request_add_image(px_request *r, int32_t pos, int32_t n_tokens, uint64_t hash, int width,
+                         int height, uint8_t *rgb);
 
 /* Asks the scheduler to stop this request (any thread, idempotent). */
 void px_request_cancel(px_request *r);
