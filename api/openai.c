@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "api/openai.h"
+#include "api/prompt.h"
 #include "engine/px.h"
 
 #define BAD "invalid_request_error"
@@ -351,132 +352,88 @@ static int parse_stop(const cJSON *it, const px_api_limits *lim, px_api_req *r, 
 
 /* --- prompt tokens ------------------------------------------------------- */
 
-static int tok_fail(px_api_error *e, int64_t rc) {
-    if (rc == PX_ETOOBIG)
-        return px_api_fail(e, 413, BAD, NULL, NULL, "the prompt text is too large to tokenize");
-    if (rc == PX_ENOMEM) return px_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-    return px_api_fail(e, 500, "server_error", NULL, NULL, "tokenization failed");
-}
-
-/* Tokenizes spans of text: BOS (and EOS) as the vocabulary asks, around the
- * whole; each span with or without special-token parsing. Stores at most
- * limit + 1 ids (beyond that it only counts, so a huge prompt costs no
- * memory) and returns the true count in *n_out. */
-static int encode_spans(const px_tokenizer *tok, const char *text, const px_chat_seg *segs,
-                        size_t n_segs, int add_bos, int64_t limit, int32_t **out, int64_t *n_out,
-                        px_api_error *e) {
-    int32_t be[4];
-    int64_t n_be = 0;
-    if (add_bos && (n_be = px_tokenizer_encode(tok, "", 0, PX_TOK_ADD_BOS, be, 4)) < 0)
-        return tok_fail(e, n_be);
-    int has_bos = n_be > 0 && be[0] == px_tokenizer_bos(tok) && be[0] >= 0;
-    int has_eos = n_be > has_bos;
-    size_t bytes = 0;
-    for (size_t i = 0; i < n_segs; i++)
-        bytes += segs[i].len;
-    /* A token per byte plus a dummy prefix per span is the usual ceiling. */
-    int64_t cap = (int64_t)PX_MIN(bytes + 2 * n_segs + 4, (size_t)limit + 1);
-    int32_t *ids = malloc((size_t)cap * sizeof *ids);
-    if (!ids) return px_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-    int64_t n = 0;
-    if (has_bos) ids[n++] = be[0];
-    for (size_t i = 0; i < n_segs; i++) {
-        int flags = segs[i].special ? PX_TOK_PARSE_SPECIAL : 0;
-        int64_t room = n < cap ? cap - n : 0;
-        int64_t k = px_tokenizer_encode(tok, text + segs[i].off, segs[i].len, flags,
-                                        room ? ids + n : NULL, room);
-        if (k < 0) {
-            free(ids);
-            return tok_fail(e, k);
-        }
-        if (k > room && n + k <= limit + 1) {
-            int32_t *p = realloc(ids, (size_t)(n + k) * sizeof *ids);
-            if (!p) {
-                free(ids);
-                return px_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-            }
-            ids = p;
-            cap = n + k;
-            k = px_tokenizer_encode(tok, text + segs[i].off, segs[i].len, flags, ids + n, k);
-            if (k < 0) {
-                free(ids);
-                return tok_fail(e, k);
-            }
-        }
-        n += k;
-    }
-    if (has_eos) {
-        if (n >= cap && n < limit + 1) {
-            int32_t *p = realloc(ids, (size_t)(n + 1) * sizeof *ids);
-            if (!p) {
-                free(ids);
-                return px_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-            }
-            ids = p;
-            cap = n + 1;
-        }
-        if (n < cap) ids[n] = be[n_be - 1];
-        n++;
-    }
-    *out = ids;
-    *n_out = n;
-    return 0;
-}
-
-/* Gathers one message's text: a string, null (assistant only) or an array
- * of parts whose text parts are joined in order. */
-static int message_text(const cJSON *m, int i, int assistant, const char **text, size_t *len,
-                        char **owned, px_api_error *e) {
+/* One message's content: a string, null (assistant only) or an array of
+ * parts. Text parts are joined in order into *text; a user message with
+ * image_url parts gets *parts (texts and images in order; the images are
+ * decoded and added to r) instead. */
+static int message_content(const cJSON *m, int i, int role, const px_api_ctx *ctx, px_api_req *r,
+                           px_chat_msg *msg, char **owned, px_chat_part **parts, px_api_error *e) {
     char param[64];
     const cJSON *c = member(m, "content");
-    *owned = NULL;
     snprintf(param, sizeof param, "messages[%d].content", i);
     if (!c || cJSON_IsNull(c)) {
-        if (!assistant) return px_api_fail(e, 400, BAD, NULL, param, "'%s' is required", param);
-        *text = "";
-        *len = 0;
+        if (role != 'a') return px_api_fail(e, 400, BAD, NULL, param, "'%s' is required", param);
+        msg->content = "";
+        msg->content_len = 0;
         return 0;
     }
-    if (cJSON_IsString(c)) return str(c, param, text, len, e);
+    if (cJSON_IsString(c)) return str(c, param, &msg->content, &msg->content_len, e);
     if (!cJSON_IsArray(c))
         return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be a string or an array of parts",
                            param);
+    int n_parts = cJSON_GetArraySize(c), n_img = 0;
+    if (n_parts > 0 && !(*parts = calloc((size_t)n_parts, sizeof **parts)))
+        return px_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     px_buf b = {0};
     int j = 0;
     for (const cJSON *part = c->child; part; part = part->next, j++) {
-        const char *type, *t;
-        size_t tl, n;
+        const char *type;
+        size_t tl;
         snprintf(param, sizeof param, "messages[%d].content[%d]", i, j);
-        if (!cJSON_IsObject(part)) {
-            px_buf_free(&b);
+        if (!cJSON_IsObject(part))
             return px_api_fail(e, 400, BAD, NULL, param, "content parts must be objects");
-        }
         snprintf(param, sizeof param, "messages[%d].content[%d].type", i, j);
-        if (str(member(part, "type"), param, &type, &tl, e)) {
-            px_buf_free(&b);
-            return -1;
-        }
+        if (str(member(part, "type"), param, &type, &tl, e)) return -1;
+        px_chat_part *pp = &(*parts)[j];
         if (strcmp(type, "text") == 0) {
             snprintf(param, sizeof param, "messages[%d].content[%d].text", i, j);
-            if (str(member(part, "text"), param, &t, &n, e) || px_buf_append(&b, t, n)) {
+            if (str(member(part, "text"), param, &pp->text, &pp->len, e)) return -1;
+            pp->image = -1;
+            if (px_buf_append(&b, pp->text, pp->len)) {
                 px_buf_free(&b);
-                return e->status ? -1 : px_api_fail(e, 500, "server_error", NULL, NULL, "oom");
+                return px_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
             }
             continue;
         }
+        if (strcmp(type, "image_url") == 0) {
+            px_buf_free(&b);
+            if (role != 'u')
+                return px_api_fail(e, 400, BAD, NULL, param,
+                                   "images are only allowed in user messages");
+            snprintf(param, sizeof param, "messages[%d].content[%d].image_url", i, j);
+            const cJSON *iu = member(part, "image_url"), *url = NULL;
+            if (cJSON_IsObject(iu))
+                url = member(iu, "url");
+            else if (cJSON_IsString(iu))
+                url = iu; /* a bare string, as some clients send */
+            const char *u;
+            size_t ul;
+            if (!url)
+                return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be an object with a url",
+                                   param);
+            snprintf(param, sizeof param, "messages[%d].content[%d].image_url.url", i, j);
+            if (str(url, param, &u, &ul, e)) return -1;
+            int idx = px_api_add_image_url(r, ctx, u, ul, param, e);
+            if (idx < 0) return -1;
+            pp->image = idx;
+            n_img++;
+            continue;
+        }
         px_buf_free(&b);
-        /* Multimodal hook: image parts will be decoded and spliced into the
-         * prompt here once the vision path exists. */
-        if (strcmp(type, "image_url") == 0)
-            return px_api_fail(e, 400, BAD, NULL, param, "images are not supported by this model");
         return px_api_fail(e, 400, BAD, NULL, param, "content part type '%s' is not supported",
                            type);
+    }
+    if (n_img > 0) {
+        px_buf_free(&b);
+        msg->parts = *parts;
+        msg->n_parts = (size_t)n_parts;
+        return 0;
     }
     if (!b.data && px_buf_append(&b, "", 0))
         return px_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     *owned = b.data;
-    *text = b.data;
-    *len = b.len;
+    msg->content = b.data;
+    msg->content_len = b.len;
     return 0;
 }
 
@@ -493,10 +450,9 @@ static int parse_messages(const cJSON *ms, const px_api_ctx *ctx, px_api_req *r,
 
     px_chat_msg *msgs = calloc((size_t)n, sizeof *msgs);
     char **owned = calloc((size_t)n, sizeof *owned);
-    char *text = NULL;
-    px_chat_seg *segs = NULL;
+    px_chat_part **parts = calloc((size_t)n, sizeof *parts);
     int rc = -1;
-    if (!msgs || !owned) {
+    if (!msgs || !owned || !parts) {
         px_api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
         goto out;
     }
@@ -523,37 +479,24 @@ static int parse_messages(const cJSON *ms, const px_api_ctx *ctx, px_api_req *r,
                 px_api_fail(e, 400, BAD, NULL, param, "unknown role in '%s'", param);
             goto out;
         }
-        int assistant = strcmp(msgs[i].role, "assistant") == 0;
+        int kind = msgs[i].role[0]; /* 's'ystem, 'd'eveloper, 'u'ser, 'a'ssistant */
         const cJSON *tc = member(m, "tool_calls");
         if (tc && !cJSON_IsNull(tc) && !(cJSON_IsArray(tc) && !tc->child)) {
             snprintf(param, sizeof param, "messages[%d].tool_calls", i);
             px_api_fail(e, 400, BAD, NULL, param, "tool calls are not supported");
             goto out;
         }
-        if (message_text(m, i, assistant, &msgs[i].content, &msgs[i].content_len, &owned[i], e))
-            goto out;
+        if (message_content(m, i, kind, ctx, r, &msgs[i], &owned[i], &parts[i], e)) goto out;
     }
-
-    size_t len, n_segs;
-    char err[160];
-    if (px_chat_template_render_segs(ctx->tmpl, msgs, (size_t)n, &text, &len, &segs, &n_segs, err,
-                                     sizeof err)) {
-        px_api_fail(e, 400, BAD, NULL, "messages", "%s", err);
-        goto out;
-    }
-    int64_t count;
-    if (encode_spans(ctx->tok, text, segs, n_segs, 1, ctx->limits->max_prompt_tokens, &r->prompt,
-                     &count, e))
-        goto out;
-    r->n_prompt = count > INT32_MAX ? INT32_MAX : (int32_t)count;
-    rc = 0;
+    rc = px_api_chat_prompt(ctx, msgs, (size_t)n, "messages", r, e);
 out:
     for (int k = 0; owned && k < n; k++)
         free(owned[k]);
+    for (int k = 0; parts && k < n; k++)
+        free(parts[k]);
     free(owned);
+    free(parts);
     free(msgs);
-    free(text);
-    free(segs);
     return rc;
 }
 
@@ -570,10 +513,10 @@ static int parse_prompt(const cJSON *p, const px_api_ctx *ctx, px_api_req *r, px
         if (str(p, "prompt", &s, &n, e)) return -1;
         if (n == 0) return px_api_fail(e, 400, BAD, NULL, "prompt", "'prompt' must not be empty");
         /* The client writes the whole prompt: its markers are meant. */
-        px_chat_seg seg = {.off = 0, .len = n, .special = 1};
+        px_chat_seg seg = {.off = 0, .len = n, .special = 1, .image = -1};
         int64_t count;
-        if (encode_spans(ctx->tok, s, &seg, 1, 1, ctx->limits->max_prompt_tokens, &r->prompt,
-                         &count, e))
+        if (px_api_encode_segs(ctx, s, &seg, 1, 1, ctx->limits->max_prompt_tokens, r, &r->prompt,
+                               &count, e))
             return -1;
         r->n_prompt = count > INT32_MAX ? INT32_MAX : (int32_t)count;
         return 0;
@@ -679,10 +622,11 @@ int px_api_tokenize_parse(const char *body, size_t len, const px_api_ctx *ctx, i
         opt_bool(member(root, "parse_special"), "parse_special", &parse_special, e) ||
         opt_bool(member(root, "with_pieces"), "with_pieces", &pieces, e))
         goto out;
-    px_chat_seg seg = {.off = 0, .len = n, .special = parse_special};
+    px_chat_seg seg = {.off = 0, .len = n, .special = parse_special, .image = -1};
     int64_t count;
     /* No context limit here; the body size bounds the work. */
-    if (encode_spans(ctx->tok, s, &seg, 1, add_special, INT32_MAX - 1, ids, &count, e)) goto out;
+    if (px_api_encode_segs(ctx, s, &seg, 1, add_special, INT32_MAX - 1, NULL, ids, &count, e))
+        goto out;
     *n_ids = (int32_t)count;
     *with_pieces = pieces;
     rc = 0;

@@ -7,7 +7,7 @@
 #include "suites.h"
 
 #define MSG(r, c)                                                                                  \
-    { (r), (c), sizeof(c) - 1 }
+    { (r), (c), sizeof(c) - 1, NULL, 0 }
 
 /* Renders and compares with the expected text exactly. */
 static void expect(px_chat_template t, const px_chat_msg *m, size_t n, const char *want) {
@@ -82,7 +82,7 @@ START_TEST(test_gemma) {
            "<start_of_turn>model\n");
 
     /* Null / whitespace-only content renders empty. */
-    px_chat_msg empty[] = {MSG("user", " \n "), {"assistant", NULL, 0}, MSG("user", "q")};
+    px_chat_msg empty[] = {MSG("user", " \n "), {"assistant", NULL, 0, NULL, 0}, MSG("user", "q")};
     expect(PX_TEMPLATE_GEMMA, empty, 3,
            "<start_of_turn>user\n<end_of_turn>\n<start_of_turn>model\n<end_of_turn>\n"
            "<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\n");
@@ -146,6 +146,47 @@ END_TEST
 
 /* Spans tile the text; markers are exactly the template's; client content
  * that spells a marker stays inside a plain-text span. */
+START_TEST(test_image_parts) {
+    /* Gemma: parts in order, each text part trimmed on its own, an image as
+     * an empty span at its place. */
+    px_chat_part parts[] = {
+        {" Look: ", 7, -1}, {NULL, 0, 0}, {"\nand this ", 10, -1}, {NULL, 0, 1}, {"?", 1, -1}};
+    px_chat_msg m[] = {MSG("system", "S"), {"user", NULL, 0, parts, 5}};
+    char *out = NULL, err[128] = "";
+    size_t len = 0, n_segs = 0;
+    px_chat_seg *segs = NULL;
+    ck_assert_int_eq(px_chat_template_render_segs(PX_TEMPLATE_GEMMA, m, 2, &out, &len, &segs,
+                                                  &n_segs, err, sizeof err),
+                     0);
+    ck_assert_str_eq(out, "<start_of_turn>user\nS\n\nLook:and this?<end_of_turn>\n"
+                          "<start_of_turn>model\n");
+    int seen[2] = {0, 0};
+    size_t at[2] = {0, 0};
+    for (size_t i = 0; i < n_segs; i++) {
+        if (segs[i].image < 0) continue;
+        ck_assert_int_lt(segs[i].image, 2);
+        ck_assert_uint_eq(segs[i].len, 0);
+        ck_assert_int_eq(segs[i].special, 0);
+        seen[segs[i].image]++;
+        at[segs[i].image] = segs[i].off;
+        /* Text on either side stays in its own spans (no merging across). */
+        if (i > 0) ck_assert_int_lt(segs[i - 1].image, 0);
+    }
+    ck_assert_int_eq(seen[0], 1);
+    ck_assert_int_eq(seen[1], 1);
+    ck_assert_str_eq(out + at[0], "and this?<end_of_turn>\n<start_of_turn>model\n");
+    ck_assert_str_eq(out + at[1], "?<end_of_turn>\n<start_of_turn>model\n");
+    free(out);
+    free(segs);
+
+    /* ChatML keeps part text as is; Llama 2 refuses images. */
+    px_chat_msg c[] = {{"user", NULL, 0, parts, 2}};
+    expect(PX_TEMPLATE_CHATML, c, 1,
+           "<|im_start|>user\n Look: <|im_end|>\n<|im_start|>assistant\n");
+    expect_err(PX_TEMPLATE_LLAMA2, c, 1, "no images");
+}
+END_TEST
+
 START_TEST(test_segments) {
     static const struct {
         px_chat_template t;
@@ -206,6 +247,7 @@ Suite *px_suite_chat_template(void) {
     tcase_add_test(tc, test_llama2);
     tcase_add_test(tc, test_chatml);
     tcase_add_test(tc, test_segments);
+    tcase_add_test(tc, test_image_parts);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -119,7 +119,7 @@ static const struct bad {
     {C, CONTENT("5"), 400, "messages[0].content"},
     {C, CONTENT("{\"type\":\"text\",\"text\":\"x\"}"), 400, "messages[0].content"},
     {C, CONTENT("[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AA\"}}]"),
-     400, "images are not supported"},
+     400, "does not take images"},
     {C, CONTENT("[{\"type\":\"input_audio\",\"input_audio\":{}}]"), 400, "not supported"},
     {C, CONTENT("[{\"text\":\"x\"}]"), 400, "messages[0].content[0].type"},
     {C, CONTENT("[{\"type\":\"text\",\"text\":5}]"), 400, "messages[0].content[0].text"},
@@ -614,6 +614,95 @@ START_TEST(test_completion_prompt) {
 }
 END_TEST
 
+/* A 1x1 PNG and the same pixel as a JPEG-claimed data URL. */
+#define PNG1                                                                                       \
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJg" \
+    "gg=="
+#define IMG(url) "{\"type\":\"image_url\",\"image_url\":{\"url\":\"" url "\"}}"
+#define TXT(t) "{\"type\":\"text\",\"text\":\"" t "\"}"
+
+static int parse_img(px_api_ctx *c, const char *body, px_api_req *r, px_api_error *e) {
+    return px_api_openai_parse(C, body, strlen(body), c, r, e);
+}
+
+START_TEST(test_image_parts) {
+    px_api_ctx c = ctx_of(tok_gemma, PX_TEMPLATE_GEMMA);
+    c.image_tokens = 4;
+    px_api_req r, r1;
+    px_api_error e;
+    const char *two = CONTENT("[" TXT("Look ") "," IMG("data:image/png;base64," PNG1) "," TXT(
+        " and ") "," IMG("data:image/png;base64," PNG1) "]");
+    ck_assert_msg(parse_img(&c, two, &r, &e) == 0, "%s", e.message);
+    ck_assert_int_eq(r.n_images, 2);
+    int32_t start = px_tokenizer_find(tok_gemma, "<start_of_image>");
+    int32_t end = px_tokenizer_find(tok_gemma, "<end_of_image>");
+    ck_assert_int_ge(start, 0);
+    ck_assert_int_eq(r.prompt[0], px_tokenizer_bos(tok_gemma));
+    for (int i = 0; i < 2; i++) {
+        const px_api_image *im = &r.images[i];
+        ck_assert_int_eq(im->n_tokens, 4);
+        ck_assert_int_eq(im->img.width, 1);
+        ck_assert_int_eq(im->img.height, 1);
+        ck_assert_int_gt(im->pos, 1);
+        ck_assert_int_le(im->pos + 5, r.n_prompt);
+        ck_assert_int_eq(r.prompt[im->pos - 1], start);
+        ck_assert_int_eq(r.prompt[im->pos + 4], end);
+    }
+    ck_assert(r.images[1].pos > r.images[0].pos + 5); /* " and " lies between */
+    ck_assert(r.images[0].hash == r.images[1].hash && r.images[0].hash != 0);
+    /* Each image costs n_tokens + 2 prompt tokens. */
+    const char *text_only = CONTENT("[" TXT("Look ") "," TXT(" and ") "]");
+    ck_assert_int_eq(parse_img(&c, text_only, &r1, &e), 0);
+    ck_assert_int_eq(r1.n_images, 0);
+    ck_assert_int_gt(r.n_prompt, r1.n_prompt + 2 * 6 - 3);
+    px_api_req_free(&r1);
+    px_api_req_free(&r);
+
+    /* Refusals, each a 400 naming the part. */
+    static const struct {
+        const char *body, *want;
+        int status;
+    } bad[] = {
+        {CONTENT("[" IMG("http://169.254.169.254/latest/meta-data") "]"),
+         "remote image URLs are disabled", 400},
+        {CONTENT("[" IMG("https://example.com/cat.png") "]"), "remote image URLs are disabled",
+         400},
+        {CONTENT("[" IMG("data:image/png;base64,iVBOR!!") "]"), "base64", 400},
+        {CONTENT("[" IMG("data:image/jpeg;base64," PNG1) "]"), "", 400},
+        {CONTENT("[" IMG("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB") "]"), "", 400},
+        {CONTENT("[" IMG("data:text/plain;base64,aGVsbG8=") "]"), "", 400},
+        {CONTENT("[{\"type\":\"image_url\"}]"), "image_url", 400},
+        {CONTENT("[{\"type\":\"image_url\",\"image_url\":{\"url\":5}}]"), "url", 400},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":"
+         "\"assistant\",\"content\":[" IMG("data:image/png;base64," PNG1) "]}]}",
+         "only allowed in user messages", 400},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        ck_assert_msg(parse_img(&c, bad[k].body, &r, &e) == -1, "#%zu accepted", k);
+        ck_assert_int_eq(e.status, bad[k].status);
+        ck_assert_msg(strstr(e.message, bad[k].want), "#%zu: '%s' lacks '%s'", k, e.message,
+                      bad[k].want);
+        ck_assert_msg(strstr(e.param, "messages["), "#%zu: param '%s'", k, e.param);
+    }
+    /* Over max_images; and a model without a vision tower. */
+    lim.max_images = 1;
+    ck_assert_int_eq(parse_img(&c, two, &r, &e), -1);
+    ck_assert_ptr_nonnull(strstr(e.message, "at most 1 images"));
+    ck_assert_str_eq(e.param, "messages[0].content[3].image_url.url");
+    lim.max_images = 8;
+    c.image_tokens = 0;
+    ck_assert_int_eq(parse_img(&c, two, &r, &e), -1);
+    ck_assert_ptr_nonnull(strstr(e.message, "does not take images"));
+    /* An image's rows count against the context. */
+    c.image_tokens = 4;
+    lim.n_ctx = 12;
+    lim.max_prompt_tokens = 11;
+    const char *one = CONTENT("[" IMG("data:image/png;base64," PNG1) "]");
+    ck_assert_int_eq(parse_img(&c, one, &r, &e), -1);
+    ck_assert_str_eq(e.code, "context_length_exceeded");
+}
+END_TEST
+
 START_TEST(test_context_limits) {
     px_api_ctx c = ctx_of(tok_gemma, PX_TEMPLATE_GEMMA);
     lim.n_ctx = 16;
@@ -751,6 +840,7 @@ Suite *px_suite_openai(void) {
     tcase_add_test(tc, test_bos_eos);
     tcase_add_test(tc, test_completion_prompt);
     tcase_add_test(tc, test_context_limits);
+    tcase_add_test(tc, test_image_parts);
     tcase_add_test(tc, test_stop_len_limit);
     tcase_add_test(tc, test_tokenize_endpoints);
     suite_add_tcase(s, tc);
