@@ -56,6 +56,10 @@ static int check_batch(const px_model *m, const px_batch *b, int *n_logits, char
             return px_fail(err, errlen, PX_EINVAL,
                            "position %d outside the block table (%d blocks)", p, sq->n_blocks);
         if (b->want_logits && b->want_logits[i]) nl++;
+        if (b->attn_end && b->attn_end[i] > p &&
+            (b->attn_end[i] > m->n_ctx || (b->attn_end[i] - 1) / m->kv_block_size >= sq->n_blocks))
+            return px_fail(err, errlen, PX_EINVAL, "row %d: attention span end %d out of range", i,
+                           b->attn_end[i]);
     }
     if (nl > m->max_logit_rows)
         return px_fail(err, errlen, PX_EINVAL, "%d logit rows (limit %d)", nl, m->max_logit_rows);
@@ -79,6 +83,8 @@ static void attend_one(px_model *m, const px_batch *b, int layer, int local, int
     const int kvh = h / (c->n_head / c->n_head_kv);
     const px_batch_seq *sq = &b->seqs[b->seq[row]];
     const int32_t p = b->pos[row];
+    /* Keys lo..hi: causal (and windowed) up to p, on to the end of an image. */
+    const int32_t hi = b->attn_end && b->attn_end[row] > p + 1 ? b->attn_end[row] - 1 : p;
     int32_t lo = 0;
     if (local && c->sliding_window > 0 && p - c->sliding_window + 1 > 0)
         lo = p - c->sliding_window + 1;
@@ -86,14 +92,14 @@ static void attend_one(px_model *m, const px_batch *b, int layer, int local, int
     float *out = m->rs.att + ((size_t)row * c->n_head + h) * hd;
     const size_t head_off = (size_t)kvh * hd, slot_stride = (size_t)c->n_head_kv * hd;
     float mx = -INFINITY;
-    for (int32_t t = lo; t <= p; t++) {
+    for (int32_t t = lo; t <= hi; t++) {
         const px_f16 *kb = px__kv_block(m, layer, 0, sq->blocks[t / bs]);
         float s =
             px_dot_f16_f32(hd, kb + (size_t)(t % bs) * slot_stride + head_off, q) * c->attn_scale;
         scores[t - lo] = s;
         mx = s > mx ? s : mx;
     }
-    int32_t n = p - lo + 1;
+    int32_t n = hi - lo + 1;
     float sum = 0.0f;
     for (int32_t i = 0; i < n; i++) {
         scores[i] = px_expf(scores[i] - mx);
@@ -101,7 +107,7 @@ static void attend_one(px_model *m, const px_batch *b, int layer, int local, int
     }
     float inv = 1.0f / sum;
     memset(out, 0, sizeof(float) * (size_t)hd);
-    for (int32_t t = lo; t <= p; t++) {
+    for (int32_t t = lo; t <= hi; t++) {
         const px_f16 *vb = px__kv_block(m, layer, 1, sq->blocks[t / bs]);
         px_axpy_f16_f32(hd, scores[t - lo] * inv, vb + (size_t)(t % bs) * slot_stride + head_off,
                         out);
@@ -195,10 +201,14 @@ int px_forward(px_model *m, const px_batch *b, float *logits, char *err, size_t 
 
     for (int i = 0; i < T; i++) {
         float *xr = rs->x + (size_t)i * c->n_embd;
-        embed_row(m, b->tokens[i], xr);
-        if (emb_scale != 1.0f)
-            for (int j = 0; j < c->n_embd; j++)
-                xr[j] *= emb_scale;
+        if (b->embd && b->embd[i]) {
+            memcpy(xr, b->embd[i], sizeof(float) * (size_t)c->n_embd);
+        } else {
+            embed_row(m, b->tokens[i], xr);
+            if (emb_scale != 1.0f)
+                for (int j = 0; j < c->n_embd; j++)
+                    xr[j] *= emb_scale;
+        }
         px_rope_table(rs->rope_g + (size_t)i * hd, hd, m->inv_freq_g, b->pos[i]);
         if (c->sliding_window > 0)
             px_rope_table(rs->rope_l + (size_t)i * hd, hd, m->inv_freq_l, b->pos[i]);

@@ -408,6 +408,10 @@ int px_model_max_logit_rows(const px_model *m) {
 const char *px_model_chat_template(const px_model *m) {
     return m->chat_template;
 }
+px_pool *px_model_pool(px_model *m) {
+    return m->pool;
+}
+
 const char *px_model_name(const px_model *m) {
     return m->name;
 }

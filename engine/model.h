@@ -11,8 +11,9 @@
  * each with its position and its sequence's block table. Each token's K/V is
  * written to the cache slot its position maps to, then attention reads every
  * earlier position of that sequence through the block table (causal; local
- * layers only the last `sliding_window` positions). Logits are computed only
- * for the rows that ask for them.
+ * layers only the last `sliding_window` positions; image rows also the rest
+ * of their image). Rows may carry input embeddings instead of token ids
+ * (images). Logits are computed only for the rows that ask for them.
  *
  * Owns: the mapping, weights (pointers into it), the KV arena, the worker
  * pool, scratch. Never touches requests, sockets or JSON.
@@ -76,6 +77,8 @@ int px_model_max_batch_tokens(const px_model *m);
 int px_model_max_logit_rows(const px_model *m);
 /* tokenizer.chat_template from the file (NUL-terminated), or NULL. */
 const char *px_model_chat_template(const px_model *m);
+/* The worker pool (shared with the vision tower). */
+struct px_pool *px_model_pool(px_model *m);
 /* A human-readable name (general.name, or the file's base name). */
 const char *px_model_name(const px_model *m);
 /* Bytes of weights read by one decode step with one logit row (for the
@@ -97,6 +100,14 @@ typedef struct px_batch {
     const int32_t *pos;         /* (n_tok) position in its sequence */
     const int32_t *seq;         /* (n_tok) index into seqs */
     const uint8_t *want_logits; /* (n_tok) nonzero: compute logits for row */
+    /* Multimodal rows (both NULL for text): embd[i], if not NULL, is row
+     * i's input embedding (n_embd floats, used as given: no embedding
+     * scale), replacing tokens[i] (still a valid id); attn_end[i] > pos[i]
+     * lets row i also attend to its sequence's positions pos[i] + 1 ..
+     * attn_end[i] - 1 (an image's rows see each other both ways). Those
+     * positions must be written by this batch or an earlier one. */
+    const float *const *embd;
+    const int32_t *attn_end;
     int32_t n_seqs;
     const px_batch_seq *seqs; /* (n_seqs) */
 } px_batch;

@@ -25,6 +25,7 @@ void px_sched_opts_init(px_sched_opts *o) {
     o->max_waiting = 1024;
     o->prefix_cache = true;
     o->itl_ratio = 2.0;
+    o->vision = NULL;
 }
 
 px_sched *px_sched_create(px_model *m, const px_sched_opts *o_in, char *err, size_t errlen) {
@@ -75,6 +76,10 @@ px_sched *px_sched_create(px_model *m, const px_sched_opts *o_in, char *err, siz
     if (!s->blocks || !s->sampler || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want ||
         !s->b_seqs || !s->plan || !s->logits || !s->refs_scratch) {
         px_fail(err, errlen, PX_ENOMEM, "out of memory");
+        px_sched_destroy(s);
+        return NULL;
+    }
+    if (px__images_init(s, err, errlen) < 0) {
         px_sched_destroy(s);
         return NULL;
     }
@@ -212,6 +217,7 @@ static int32_t plan_step(px_sched *s) {
             }
             int32_t cap = pass == 0 || n_decodes == 0 ? budget : PX_MIN(budget, s->prefill_cap);
             int32_t want = PX_MIN(pending, cap);
+            if (q->req->n_images > 0) want = px__image_limit(s, q, want, budget);
             int32_t rows_before = logit_rows;
             take_logit_rows(s, q, &want, pending, &logit_rows);
             if (want <= 0) {
@@ -246,10 +252,17 @@ static int32_t plan_step(px_sched *s) {
         int32_t hit = px__prefix_lookup(s, q);
         int32_t pending = q->n_tok - q->n_computed;
         int32_t want = PX_MIN(pending, budget);
+        /* Waiting for an image's embeddings: admitted (the encoding starts)
+         * but not planned until they are ready. */
+        int img_wait = 0;
+        if (q->req->n_images > 0 && want > 0) {
+            want = px__image_limit(s, q, want, budget);
+            img_wait = want == 0;
+        }
         int32_t rows_before = logit_rows;
-        take_logit_rows(s, q, &want, pending, &logit_rows);
+        if (!img_wait) take_logit_rows(s, q, &want, pending, &logit_rows);
         logit_rows = rows_before; /* taken for real below, once admitted */
-        if (want <= 0) {
+        if (want <= 0 && !img_wait) {
             px__release_blocks(s, q);
             break;
         }
@@ -277,6 +290,7 @@ static int32_t plan_step(px_sched *s) {
             s->queued--;
             pthread_mutex_unlock(&s->lock);
         }
+        if (img_wait) continue;
         if (!px__reserve(s, q, want))
             break; /* not expected after the check above; q was requeued */
         take_logit_rows(s, q, &want, pending, &logit_rows);
@@ -285,6 +299,16 @@ static int32_t plan_step(px_sched *s) {
         budget -= want;
     }
     return n_plan;
+}
+
+/* Seconds of vision work after this step: (itl_ratio - 1) decode steps'
+ * worth while decodes run, else a slice short enough to admit new
+ * requests promptly. */
+static double vision_budget(const px_sched *s) {
+    double a, b;
+    if (s->step_decode_rows == 0) return 0.25;
+    if (s->o.itl_ratio <= 1.0 || !step_cost(s, &a, &b)) return 0.01;
+    return PX_MAX(0.002, (s->o.itl_ratio - 1.0) * (a + b * s->step_decode_rows));
 }
 
 static void update_gauges(px_sched *s) {
@@ -301,14 +325,16 @@ static void update_gauges(px_sched *s) {
 int px_sched_step(px_sched *s) {
     drain_inbox(s);
     reap(s, px_now());
+    s->step_no++;
     int32_t n_plan = plan_step(s);
     int rc = 0;
     if (n_plan > 0) {
         /* The batch: each planned sequence's chunk, rows in plan order. */
-        int32_t n = 0;
+        int32_t n = 0, img_rows = 0;
         for (int32_t p = 0; p < n_plan; p++) {
             seq *q = s->plan[p];
             s->b_seqs[p] = (px_batch_seq){q->blk, q->n_blk};
+            if (s->b_embd) img_rows += PX_MAX(0, px__batch_images(s, q, n));
             for (int32_t k = 0; k < q->chunk; k++, n++) {
                 int32_t pos = q->n_computed + k;
                 s->b_tok[n] = q->tok[pos];
@@ -323,6 +349,8 @@ int px_sched_step(px_sched *s) {
                       .pos = s->b_pos,
                       .seq = s->b_seq,
                       .want_logits = s->b_want,
+                      .embd = img_rows > 0 ? s->b_embd : NULL,
+                      .attn_end = img_rows > 0 ? s->b_attn_end : NULL,
                       .n_seqs = n_plan,
                       .seqs = s->b_seqs};
         char err[256];
@@ -367,6 +395,7 @@ int px_sched_step(px_sched *s) {
             }
         }
     }
+    if (s->iq_n > 0) px__image_work(s, vision_budget(s));
     update_gauges(s);
     return s->running.n + s->waiting.n;
 }
@@ -410,6 +439,15 @@ int px_sched_submit(px_sched *s, px_request *r, char *err, size_t errlen) {
     for (int32_t i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] < 0 || r->prompt[i] >= s->n_vocab)
             return px_fail(err, errlen, PX_EINVAL, "token id %d out of range", r->prompt[i]);
+    if (r->n_images > 0 && !s->o.vision)
+        return px_fail(err, errlen, PX_EINVAL, "this model takes no images");
+    for (int32_t i = 0; i < r->n_images; i++) {
+        const px_request_image *im = &r->images[i];
+        if (im->n_tokens != s->img_tokens || im->pos < 1 || im->pos + im->n_tokens > r->n_prompt ||
+            (i > 0 && im->pos < r->images[i - 1].pos + r->images[i - 1].n_tokens) || !im->rgb ||
+            im->width <= 0 || im->height <= 0)
+            return px_fail(err, errlen, PX_EINVAL, "image %d: bad placement or size", i);
+    }
     if (r->n_choices < 1 || r->n_choices > PX_MAX_CHOICES)
         return px_fail(err, errlen, PX_EINVAL, "n must be between 1 and %d", PX_MAX_CHOICES);
     if (r->max_tokens < 0)
@@ -497,6 +535,7 @@ void px_sched_destroy(px_sched *s) {
     free(s->plan);
     free(s->logits);
     free(s->refs_scratch);
+    px__images_free(s);
     px_stats_deinit(&s->stats);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);

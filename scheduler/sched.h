@@ -16,6 +16,15 @@
  * of the queue to be recomputed later, keeping the tokens it generated.
  * A request that could never fit (prompt + max_tokens beyond the context or
  * the whole cache) is refused at submit.
+ * Images (with opts.vision): a prefill chunk stops before an image whose
+ * embeddings are not ready; the image is queued for the vision tower, whose
+ * work runs in time slices after each forward pass (about (itl_ratio - 1)
+ * decode steps' worth while decodes run), one image at a time since an
+ * image's 4096 patch rows already fill the matrix units. Embeddings are
+ * cached by the image's content hash, and prefix-cache keys of blocks with
+ * image rows include it, so a repeated image is neither encoded nor
+ * computed again. An image's rows go into one forward pass, whole (they
+ * attend to each other both ways), even past the pacing cap.
  * Owns: every sequence, the block manager, the sampler, the stats. Threads:
  * px_sched_submit and px_sched_snapshot from any thread; px_sched_step only
  * from the scheduler thread (or a test driving it without a thread). */
@@ -31,13 +40,14 @@
 #include "stats.h"
 
 typedef struct px_sched_opts {
-    int max_batch_tokens; /* tokens per step (default 512; <= the model's) */
-    int max_running;      /* sequences in flight (default 64; <= model's logit rows) */
-    int max_waiting;      /* queued requests before submit says PX_EAGAIN (default 1024) */
-    bool prefix_cache;    /* reuse published prefix blocks (default true) */
-    double itl_ratio;     /* while decodes run, prefill chunks are sized so a step
-                           * takes at most this many decode-only steps' time, from
-                           * measured costs (default 2; <= 1: no cap) */
+    int max_batch_tokens;     /* tokens per step (default 512; <= the model's) */
+    int max_running;          /* sequences in flight (default 64; <= model's logit rows) */
+    int max_waiting;          /* queued requests before submit says PX_EAGAIN (default 1024) */
+    bool prefix_cache;        /* reuse published prefix blocks (default true) */
+    double itl_ratio;         /* while decodes run, prefill chunks are sized so a step
+                               * takes at most this many decode-only steps' time, from
+                               * measured costs (default 2; <= 1: no cap) */
+    struct px_vision *vision; /* the image tower (borrowed), or NULL: no images */
 } px_sched_opts;
 void px_sched_opts_init(px_sched_opts *o);
 

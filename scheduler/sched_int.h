@@ -17,6 +17,8 @@
 #include "stats.h"
 #include "stop.h"
 
+struct px_vision;
+
 typedef enum seq_state {
     SEQ_WAITING = 0, /* queued, never admitted */
     SEQ_PREFILL,     /* admitted; more than one token still to compute */
@@ -49,6 +51,19 @@ typedef struct seq {
     int32_t n_logit_rows; /* 1 (last row), or chunk (prompt logprobs) */
     int32_t n_plp;        /* prompt positions whose logprobs were posted */
 } seq;
+
+/* Cached embeddings of one image (images.c). */
+typedef struct img_entry {
+    uint64_t hash;
+    float *embd;       /* (img_tokens, img_embd) */
+    uint64_t last_use; /* step number */
+} img_entry;
+
+/* An image to encode: image idx of request r (a reference is held). */
+typedef struct img_job {
+    px_request *r;
+    int32_t idx;
+} img_job;
 
 typedef struct seq_list {
     seq **v;
@@ -94,6 +109,19 @@ struct px_sched {
     /* step time ~ a + b * rows, fitted by exponentially weighted least
      * squares over recent steps: sums of weights, x, y, x^2, x*y */
     double fit_w, fit_x, fit_y, fit_xx, fit_xy;
+
+    /* images (images.c); all empty without a vision tower */
+    int32_t img_tokens, img_embd; /* rows per image, floats per row */
+    img_entry *img_cache;
+    int32_t img_n, img_max;
+    img_job *iq; /* iq[0] is being encoded when img_encoding */
+    int32_t iq_n, iq_cap;
+    int img_encoding;
+    double img_t_start;
+    float *img_pixels, *img_out; /* preprocessed image, tower output */
+    const float **b_embd;        /* (max_batch_tokens) step buffers */
+    int32_t *b_attn_end;
+    uint64_t step_no;
 };
 
 /* Shared between sched.c and seq.c (seq.c defines them; each is documented
@@ -116,5 +144,25 @@ int px__has_nonfinite(const float *row, int32_t n);
 void px__fork_choices(px_sched *s, seq *q, seq **out, int32_t *n_out);
 void px__take_token(px_sched *s, seq *q, const float *row, double now);
 void px__post_prompt_logprobs(px_sched *s, seq *q, int32_t pos0);
+
+/* images.c */
+int px__images_init(px_sched *s, char *err, size_t errlen);
+void px__images_free(px_sched *s);
+/* The cached embeddings of an image (NULL if not encoded yet). */
+const float *px__image_embd(px_sched *s, uint64_t hash);
+/* Trims a chunk of `want` tokens of q so that it stops before an image
+ * whose embeddings are not ready (and queues it for encoding), and holds an
+ * image's rows whole: a chunk that starts at an image takes all of it if
+ * that fits in `max`, else nothing. */
+int32_t px__image_limit(px_sched *s, seq *q, int32_t want, int32_t max);
+/* The extra prefix-cache key of q's block `block`: its images' hashes and
+ * offsets (0 for a block without image rows). */
+uint64_t px__block_extra(const px_sched *s, const seq *q, int32_t block);
+/* Fills b_embd / b_attn_end for q's chunk at batch rows row0..; returns the
+ * number of image rows (-1 if an image is missing). */
+int32_t px__batch_images(px_sched *s, seq *q, int32_t row0);
+/* Runs queued vision work for about budget seconds (at least one unit if
+ * any is queued). Returns the images still queued. */
+int px__image_work(px_sched *s, double budget);
 
 #endif

@@ -284,7 +284,8 @@ int32_t px__prefix_lookup(px_sched *s, seq *q) {
     int32_t max_full = (q->n_tok - 1) / s->bs, parent = -1, n = 0;
     if (grow_i32(&q->blk, &q->cap_blk, max_full + 1) < 0) return 0;
     while (n < max_full) {
-        int32_t b = px_blocks_lookup(s->blocks, parent, q->tok + (size_t)n * s->bs, 0);
+        int32_t b = px_blocks_lookup(s->blocks, parent, q->tok + (size_t)n * s->bs,
+                                     px__block_extra(s, q, n));
         if (b < 0) break;
         q->blk[n++] = b;
         parent = b;
@@ -300,7 +301,7 @@ void px__publish_full(px_sched *s, seq *q) {
     while ((q->n_published + 1) * s->bs <= q->n_computed && q->n_published < q->n_blk) {
         int32_t i = q->n_published;
         px_blocks_publish(s->blocks, q->blk[i], i > 0 ? q->blk[i - 1] : -1,
-                          q->tok + (size_t)i * s->bs, 0);
+                          q->tok + (size_t)i * s->bs, px__block_extra(s, q, i));
         q->n_published++;
     }
 }

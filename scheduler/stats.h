@@ -55,6 +55,7 @@ typedef struct px_stats_counters {
     uint64_t prefix_query_tokens;  /* counter: prompt tokens looked up */
     uint64_t requests_finished[5]; /* counter by px finish reason */
     uint64_t steps;                /* counter: engine steps */
+    uint64_t images_encoded;       /* counter: images run through the vision tower */
     double last_step_time;         /* monotonic seconds of the last step (watchdog) */
 } px_stats_counters;
 

@@ -11,6 +11,7 @@
 
 #include "engine/mkmodel.h"
 #include "engine/px.h"
+#include "engine/vision.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -149,6 +150,15 @@ static void load_work(uv_work_t *req) {
     mo.max_logit_rows = PX_MIN(cfg->max_batch_tokens, cfg->max_running + PX_MAX_CHOICES);
     double t0 = px_now();
     s->model = px_model_load(j->path, &mo, j->err, sizeof j->err);
+    if (s->model && cfg->mmproj) {
+        char err[400];
+        s->vision = px_vision_load(cfg->mmproj, px_model_pool(s->model), err, sizeof err);
+        if (!s->vision) {
+            snprintf(j->err, sizeof j->err, "--mmproj %s: %s", cfg->mmproj, err);
+            px_model_free(s->model);
+            s->model = NULL;
+        }
+    }
     j->seconds = px_now() - t0;
 }
 
@@ -192,6 +202,9 @@ static void load_done(uv_work_t *req, int status) {
     s->limits.max_prompt_tokens = s->limits.n_ctx - 1;
     s->limits.max_tokens_default = cfg->max_tokens_default;
     s->limits.max_n = cfg->max_n;
+    s->limits.max_images = cfg->max_images;
+    s->limits.image.max_pixels = cfg->max_image_pixels;
+    s->limits.remote_images = cfg->allow_remote_images;
     px_chat_template tmpl = mc->arch == PX_ARCH_GEMMA3 ? PX_TEMPLATE_GEMMA : PX_TEMPLATE_LLAMA2;
     if (cfg->chat_template) {
         if (px_chat_template_from_name(cfg->chat_template, &tmpl) < 0) {
@@ -206,12 +219,19 @@ static void load_done(uv_work_t *req, int status) {
     px_log(PX_LOG_INFO, "chat template: %s", px_chat_template_name(tmpl));
     s->api =
         (px_api_ctx){.tok = s->tok, .tmpl = tmpl, .limits = &s->limits, .model_id = s->model_id};
+    if (s->vision) {
+        const px_vision_config *vc = px_vision_config_get(s->vision);
+        s->api.image_tokens = vc->n_tokens_out;
+        px_log(PX_LOG_INFO, "vision tower: %s, %dx%d images, %d blocks, %d rows per image",
+               cfg->mmproj, vc->image_size, vc->image_size, vc->n_layer, vc->n_tokens_out);
+    }
     px_sched_opts so;
     px_sched_opts_init(&so);
     so.max_batch_tokens = cfg->max_batch_tokens;
     so.max_running = cfg->max_running;
     so.max_waiting = cfg->max_waiting;
     so.prefix_cache = cfg->prefix_cache;
+    so.vision = s->vision;
     px_sched *sched = px_sched_create(s->model, &so, err, sizeof err);
     if (!sched || px_sched_start(sched) < 0) {
         px_log(PX_LOG_ERROR, "scheduler: %s", sched ? "cannot start its thread" : err);
@@ -322,6 +342,7 @@ int main(int argc, char **argv) {
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) px_log(PX_LOG_WARN, "event loop closed with handles still open");
     free_keys(s.keys);
+    px_vision_free(s.vision);
     px_model_free(s.model);
     pthread_mutex_destroy(&s.wake_lock);
     px_log(PX_LOG_INFO, "stopped");

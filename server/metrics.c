@@ -141,6 +141,9 @@ int px_metrics_render(px_buf *outbuf, const char *model_name, const px_stats_cou
                 "Prefix cache queries, in prompt tokens looked up.", c->prefix_query_tokens);
         counter(&o, "prefix_cache_hits_total", "Prefix cache hits, in prompt tokens reused.",
                 c->prefix_hit_tokens);
+        counter(&o, "images_encoded_total",
+                "Images encoded by the vision tower (cached embeddings are not counted).",
+                c->images_encoded);
         family(&o, "request_success_total", "counter",
                "Count of finished requests by finish reason.");
         for (int i = 1; i < 5; i++) {

@@ -40,6 +40,7 @@ typedef struct px_stream px_stream;
 typedef struct px_server {
     px_config *cfg;
     px_model *model;
+    struct px_vision *vision; /* the image tower (--mmproj), or NULL */
     px_sched *sched;
     const px_tokenizer *tok;
     px_api_limits limits;

@@ -233,11 +233,13 @@ test('a client that disconnects mid-stream frees its KV blocks', async () => {
   const end = Date.now() + 5000;
   for (;;) {
     m = await metrics();
-    if (m.get('pollux:num_requests_running') === 0 && m.get('pollux:kv_blocks', { state: 'used' }) === 0) break;
-    assert.ok(Date.now() < end, 'blocks not freed after the disconnect:\n' + m.text);
+    // The counter moves when the connection is closed, which may come a
+    // moment after the scheduler freed the blocks.
+    if (m.get('pollux:num_requests_running') === 0 && m.get('pollux:kv_blocks', { state: 'used' }) === 0 &&
+        m.get('pollux:client_disconnects_total') >= 1) break;
+    assert.ok(Date.now() < end, 'blocks not freed or disconnect not counted:\n' + m.text);
     await new Promise((r) => setTimeout(r, 50));
   }
-  assert.ok(m.get('pollux:client_disconnects_total') >= 1);
 });
 
 test('a client that gives up on a non-streamed request frees its blocks too', async () => {

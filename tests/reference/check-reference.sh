@@ -185,5 +185,45 @@ if "$PY" "$srcdir/tests/reference/ref_vision.py" check "$tmp/mmproj-f32.gguf" \
     fail "the vision bound does not detect a token layout bug"
 fi
 sed 's/^FAIL: /(failed as it must) /' "$tmp/vmutate.log"
+
+# Image + text prompts (F32 model and tower): two images of 16 rows each
+# (one twice) inside 70 tokens of text, past the 32-token sliding window.
+# ref.py recomputes the embeddings with ref_vision.py, puts them in place of
+# the rows (unscaled) and lets each image's rows attend to each other both
+# ways; every prompt position's logits and 32 greedy tokens are compared.
+echo "image + text prompts:"
+"$MK" --arch gemma3 --tiny --type F32 $small --n-layer 7 --window 32 --n-head-kv 2 --seed 51 \
+    -o "$tmp/mm-text.gguf" >"$tmp/mk.log" 2>&1 &&
+    "$MK" --mmproj-only --type F32 --mmproj-dims 224,14,96,200,2,4,4 --n-embd 64 --seed 52 \
+        -o "$tmp/mm-tower.gguf" >>"$tmp/mk.log" 2>&1 || {
+    cat "$tmp/mk.log"
+    fail "image prompts: pollux-mkmodel"
+}
+printf '%s,4,img,5,%s,4,img,5,%s,4,img,5,%s\n' "$(ids 5 7)" "$(ids 20 8)" "$(ids 3 9)" \
+    "$(ids 10 10)" >"$tmp/pimg"
+imgs="$tmp/mmproj-f32.rgb,300,200 $tmp/mmproj-f16.rgb,64,64 $tmp/mmproj-f32.rgb,300,200"
+run_imgs=
+ref_imgs=
+for i in $imgs; do
+    run_imgs="$run_imgs --image-rgb $i"
+    ref_imgs="$ref_imgs --image-rgb $i"
+done
+"$RUN" -m "$tmp/mm-text.gguf" --mmproj "$tmp/mm-tower.gguf" $run_imgs \
+    --prompt-ids "$(cat "$tmp/pimg")" --dump-logits "$tmp/pimg.f32" -n $N_GEN --temp 0 --ids \
+    --ignore-eos >"$tmp/pimg.gen" 2>"$tmp/run.log" || {
+    cat "$tmp/run.log"
+    fail "image prompts: pollux-run"
+}
+"$PY" "$REF" check "$tmp/mm-text.gguf" --kv-f16 -n $N_GEN $exact --mmproj "$tmp/mm-tower.gguf" \
+    $ref_imgs --case "$tmp/pimg,$tmp/pimg.f32,$tmp/pimg.gen" ||
+    fail "image prompts: pollux differs from the numpy reference"
+echo "the same with the reference attending causally over image rows (must fail):"
+if "$PY" "$REF" check "$tmp/mm-text.gguf" --kv-f16 -n $N_GEN $exact --mmproj \
+    "$tmp/mm-tower.gguf" $ref_imgs --case "$tmp/pimg,$tmp/pimg.f32" --no-bidir \
+    >"$tmp/bmutate.log" 2>&1; then
+    cat "$tmp/bmutate.log"
+    fail "the image-prompt bound does not detect causal attention over image rows"
+fi
+sed 's/^FAIL: /(failed as it must) /' "$tmp/bmutate.log"
 echo "check-reference: PASS"
 exit 0

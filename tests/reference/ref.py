@@ -42,6 +42,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ggufnp  # noqa: E402
 
 
+# Test hook (--no-bidir): image rows attend causally, as a bug would.
+NO_BIDIR = False
+
+
 class Config:
     pass
 
@@ -169,15 +173,22 @@ def is_global(c, il):
     return c.swa_period == 0 or (il + 1) % c.swa_period == 0
 
 
-def forward(m, tokens, cache, kv_f16=False):
+def forward(m, tokens, cache, kv_f16=False, images=()):
     """Runs tokens at positions cache.n.. and returns their logits
-    (n_tok, n_vocab) float64; appends their K/V to cache."""
+    (n_tok, n_vocab) float64; appends their K/V to cache. images: (start,
+    embeddings (rows, n_embd)) pairs, start relative to tokens[0]: those rows
+    take the embeddings as they are (no sqrt(n_embd) scale) and attend to
+    each other both ways (Gemma 3's image-token mask)."""
     c = m.c
     n = len(tokens)
     pos = np.arange(cache.n, cache.n + n)
     x = m.embd[np.asarray(tokens)]                                 # (n, n_embd)
     if c.arch == "gemma3":
         x = x * math.sqrt(c.n_embd)
+    span = np.full(n, -1)                                          # image of each row
+    for i, (start, e) in enumerate(images):
+        x[start:start + len(e)] = e
+        span[start:start + len(e)] = i
     grp = c.n_head // c.n_head_kv
     for il, L in enumerate(m.layers):
         glob = is_global(c, il)
@@ -204,6 +215,9 @@ def forward(m, tokens, cache, kv_f16=False):
         visible = kpos[None, :] <= pos[:, None]                     # (n, T)
         if c.window and not glob:
             visible &= kpos[None, :] > pos[:, None] - c.window
+        if images and not NO_BIDIR:  # rows of one image see all of it (keys of this call only)
+            kspan = np.concatenate([np.full(T - n, -1), span])
+            visible |= (span[:, None] >= 0) & (kspan[None, :] == span[:, None])
         Kh = np.repeat(K, grp, axis=1)                              # (T, n_head, hd)
         Vh = np.repeat(V, grp, axis=1)
         s = np.einsum("nhd,thd->hnt", q, Kh) / math.sqrt(c.head_dim)
@@ -229,11 +243,11 @@ def forward(m, tokens, cache, kv_f16=False):
     return x @ m.out.T
 
 
-def greedy(m, ids, n_gen, kv_f16=False):
+def greedy(m, ids, n_gen, kv_f16=False, images=()):
     """Prompt logits (n_prompt, n_vocab), generated ids (argmax, lowest id on
     ties), and each generated step's logits (n_gen, n_vocab)."""
     cache = Cache(m.c.n_layer)
-    pl = forward(m, ids, cache, kv_f16)
+    pl = forward(m, ids, cache, kv_f16, images)
     last = pl[-1]
     gen, steps = [], []
     for i in range(n_gen):
@@ -248,7 +262,41 @@ def greedy(m, ids, n_gen, kv_f16=False):
 def parse_ids(s):
     if os.path.exists(s):
         s = open(s).read()
-    return [int(t) for t in s.replace(",", " ").split()]
+    return [-1 if t == "img" else int(t) for t in s.replace(",", " ").split()]
+
+
+def image_embeddings(args):
+    """The numpy tower's embeddings of each --image-rgb FILE,W,H."""
+    if not args.image_rgb:
+        return []
+    import ref_vision
+    g = ggufnp.GGUF(args.mmproj)
+    kv = g.kv
+    S = int(kv["clip.vision.image_size"])
+    out = []
+    for spec in args.image_rgb:
+        path, w, h = spec.rsplit(",", 2)
+        w, h = int(w), int(h)
+        rgb = np.fromfile(path, dtype=np.uint8).reshape(h, w, 3)
+        pix = ref_vision.preprocess(rgb, w, h, S, kv["clip.vision.image_mean"],
+                                    kv["clip.vision.image_std"])
+        out.append(ref_vision.encode(g, pix))
+    return out
+
+
+def place_images(ids, embds, filler):
+    """Expands each -1 ("img") of ids into its image's rows."""
+    out, images = [], []
+    for t in ids:
+        if t != -1:
+            out.append(t)
+            continue
+        e = embds[len(images)]
+        images.append((len(out), e))
+        out += [filler] * len(e)
+    if len(images) != len(embds):
+        raise ValueError("%d image places for %d images" % (len(images), len(embds)))
+    return out, images
 
 
 def _rel_rms(a, ref):
@@ -261,7 +309,10 @@ def check_case(m, ids, logits_path, gen_path, args):
     list of failure messages (empty on pass)."""
     fails = []
     n_gen = args.n
-    pl, gen, _ = greedy(m, ids, n_gen, args.kv_f16)
+    images = ()
+    if -1 in ids or args.image_rgb:
+        ids, images = place_images(ids, args.embds, args.filler)
+    pl, gen, _ = greedy(m, ids, n_gen, args.kv_f16, images)
     px = np.fromfile(logits_path, dtype="<f4")
     if px.size != pl.size:
         return ["%s: %d floats, want %d x %d" % (logits_path, px.size, len(ids), m.c.n_vocab)]
@@ -293,7 +344,7 @@ def check_case(m, ids, logits_path, gen_path, args):
                 fails.append("pollux generated %d ids, want %d" % (len(pg), n_gen))
             else:
                 cache = Cache(m.c.n_layer)
-                tf = forward(m, ids + pg[:-1], cache, args.kv_f16)[len(ids) - 1:]
+                tf = forward(m, ids + pg[:-1], cache, args.kv_f16, images)[len(ids) - 1:]
                 gap = tf.max(axis=1) - tf[np.arange(n_gen), pg]
                 if gap.max() <= args.gen_tol:
                     print("    %s; near-tie, teacher-forced gap max %.2e <= %.1e: ok"
@@ -311,6 +362,8 @@ def check_main(args):
           % (os.path.basename(args.model), c.arch, c.n_embd, c.n_layer, c.n_head, c.n_head_kv,
              c.head_dim, c.n_ff, c.n_vocab, c.window))
     fails = []
+    args.embds = image_embeddings(args)
+    args.filler = 0
     for case in args.case:
         parts = case.split(",")
         ids = parse_ids(parts[0])
@@ -341,11 +394,18 @@ def main(argv):
     p.add_argument("--max-rel-rms", type=float, help="bound on RMS(diff) / RMS(centred ref logits)")
     p.add_argument("--gen-tol", type=float, help="compare greedy ids; a divergence passes only at a "
                    "near-tie no wider than this")
+    p.add_argument("--mmproj", help="vision tower for the prompts' images")
+    p.add_argument("--image-rgb", action="append", default=[],
+                   help="FILE,W,H: raw RGB8 image for the next 'img' of the ids")
+    p.add_argument("--no-bidir", action="store_true",
+                   help="test hook: causal attention over image rows (the check must then fail)")
     p.add_argument("--mutate-layout", action="store_true",
                    help="test hook: swap the halves of every 32 quantized values (a layout bug)")
     args = ap.parse_args(argv)
     if args.cmd == "check":
+        global NO_BIDIR
         ggufnp.MUTATE_LAYOUT = args.mutate_layout
+        NO_BIDIR = args.no_bidir
         return check_main(args)
     m = Model(args.model)
     ids = parse_ids(args.ids)

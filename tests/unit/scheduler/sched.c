@@ -14,6 +14,7 @@
 #include "engine/px.h"
 #include "scheduler/request.h"
 #include "scheduler/sched.h"
+#include "sched_test.h"
 #include "suites.h"
 
 /* The matmul kernels are batch-invariant (a row's result does not depend on
@@ -24,9 +25,9 @@
  * log-softmax computed here in double). */
 #define TIE_EPS 1e-4f
 
-static char *g_model_path;
+char *g_model_path;
 
-static void make_model_once(void) {
+void make_model_once(void) {
     if (g_model_path) return;
     px_mkmodel_opts o;
     px_mkmodel_opts_tiny(&o, PX_ARCH_GEMMA3);
@@ -41,7 +42,7 @@ static void make_model_once(void) {
     ck_assert_msg(px_mkmodel_write(&o, g_model_path, err, sizeof err) == 0, "%s", err);
 }
 
-static px_model *load_model(int64_t kv_blocks, int max_batch, int logit_rows) {
+px_model *load_model(int64_t kv_blocks, int max_batch, int logit_rows) {
     make_model_once();
     px_model_opts mo;
     px_model_opts_init(&mo);
@@ -114,21 +115,7 @@ static void reference(const int32_t *prompt, int n_prompt, int n_gen, ref_run *o
     free(logits);
 }
 
-/* What a request produced, per choice. */
-typedef struct outcome {
-    px_request *r;
-    int32_t tok[PX_MAX_CHOICES][256];
-    int n_tok[PX_MAX_CHOICES];
-    char text[PX_MAX_CHOICES][4096];
-    size_t text_len[PX_MAX_CHOICES];
-    px_finish finish[PX_MAX_CHOICES];
-    int n_finish;
-    int done;
-    int32_t usage_prompt, usage_completion, usage_cached;
-    char message[160];
-} outcome;
-
-static void collect(outcome *o) {
+void collect(outcome *o) {
     px_event *ev = px_request_take_events(o->r), *e;
     for (e = ev; e; e = e->next) {
         ck_assert_msg(!o->done, "event after DONE");
@@ -158,7 +145,7 @@ static void collect(outcome *o) {
     px_event_free_list(ev);
 }
 
-static px_request *make_request(const int32_t *prompt, int n, int max_tokens) {
+px_request *make_request(const int32_t *prompt, int n, int max_tokens) {
     px_request *r = px_request_create();
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(px_request_set_prompt(r, prompt, n), 0);
@@ -168,7 +155,7 @@ static px_request *make_request(const int32_t *prompt, int n, int max_tokens) {
     return r;
 }
 
-static void make_prompt(int32_t *ids, int n, uint32_t seed) {
+void make_prompt(int32_t *ids, int n, uint32_t seed) {
     uint32_t s = seed * 2654435761u + 7;
     for (int i = 0; i < n; i++) {
         s = s * 1103515245u + 12345u;
@@ -178,7 +165,7 @@ static void make_prompt(int32_t *ids, int n, uint32_t seed) {
 
 /* Steps until every outcome is done, checking the block accounting as it
  * goes; returns the number of steps. */
-static int run_all(px_sched *s, outcome *o, int n) {
+int run_all(px_sched *s, outcome *o, int n) {
     int steps = 0;
     char err[256];
     for (;;) {
@@ -205,7 +192,7 @@ static void expect_tokens(const int32_t *got, int n_got, const ref_run *ref, con
                       i, got[i], ref->tok[i], (double)ref->gap[i]);
 }
 
-static void expect_idle(px_sched *s) {
+void expect_idle(px_sched *s) {
     char err[256];
     ck_assert_msg(px_sched_check(s, err, sizeof err) == 0, "%s", err);
     px_stats_counters c;
@@ -219,9 +206,9 @@ static void expect_idle(px_sched *s) {
 /* Pacing (itl_ratio) sizes prefill chunks from measured step times, so the
  * interleaving of a step-driven test depends on timing; tests that count
  * preemptions turn it off to make the schedule deterministic. */
-static double g_itl_ratio = 2.0;
+double g_itl_ratio = 2.0;
 
-static px_sched *make_sched(px_model *m, int max_batch, int max_running, int prefix) {
+px_sched *make_sched(px_model *m, int max_batch, int max_running, int prefix) {
     px_sched_opts so;
     px_sched_opts_init(&so);
     so.itl_ratio = g_itl_ratio;
