@@ -187,12 +187,11 @@ int px_api_add_image_b64(px_api_req *r, const px_api_ctx *ctx, const char *mime,
     rc = px_image_decode(bytes, n, mime, &ctx->limits->image, &im->img, err, sizeof err);
     im->hash = rc == 0 ? hash_bytes(bytes, n) : 0;
     free(bytes);
+    /* Over the pixel or side limits is a bad argument (400), not a body
+     * too large: the body itself was accepted. */
     if (rc < 0)
-        return px_api_fail(e,
-                           rc == PX_ETOOBIG  ? 413
-                           : rc == PX_ENOMEM ? 500
-                                             : 400,
-                           rc == PX_ENOMEM ? "server_error" : BAD, NULL, param, "%s", err);
+        return px_api_fail(e, rc == PX_ENOMEM ? 500 : 400, rc == PX_ENOMEM ? "server_error" : BAD,
+                           NULL, param, "%s", err);
     return r->n_images++;
 }
 

@@ -7,4 +7,5 @@ if ! command -v "$NODE" >/dev/null 2>&1; then
     exit 1
 fi
 exec "$NODE" --test --test-reporter=tap "${PX_SRCDIR:-.}/tests/integration/daemon.test.mjs" \
-    "${PX_SRCDIR:-.}/tests/integration/lifecycle.test.mjs"
+    "${PX_SRCDIR:-.}/tests/integration/lifecycle.test.mjs" \
+    "${PX_SRCDIR:-.}/tests/integration/images.test.mjs"

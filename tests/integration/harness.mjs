@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const builddir = process.env.PX_BUILDDIR ?? process.cwd();
+export const builddir = process.env.PX_BUILDDIR ?? process.cwd();
 
 function freePort() {
   return new Promise((resolve, reject) => {
