@@ -8,4 +8,4 @@ if [ ! -d "$dir/node_modules/openai" ]; then
     echo "check-clients: $dir/node_modules missing: run tools/install-deps.sh" >&2
     exit 77
 fi
-exec "$NODE" --test --test-reporter=tap "$dir/openai.test.mjs"
+exec "$NODE" --test --test-reporter=tap "$dir/openai.test.mjs" "$dir/openai-image.test.mjs"
