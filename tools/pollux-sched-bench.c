@@ -5,6 +5,14 @@
  *
  *   pollux-sched-bench -m FILE [--threads N] [--conc 1,4,16,64]
  *                      [--prompt 128] [--gen 128] [--prefix 1000] [--prefix-reqs 4]
+ *                      [--mmproj FILE [--images 2] [--image-streams 8]]
+ *
+ * With --mmproj: the time to encode one image through the tower (alone),
+ * then the inter-token latency of --image-streams text streams, first
+ * alone, then while --images image requests arrive (distinct random
+ * 640x480 images, submitted once the streams decode): the scheduler slices
+ * the tower's work between decode steps, and this shows what the streams
+ * feel. The tower must project to the model's d_model.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -14,6 +22,7 @@
 
 #include "engine/model.h"
 #include "engine/px.h"
+#include "engine/vision.h"
 #include "scheduler/request.h"
 #include "scheduler/sched.h"
 
@@ -121,6 +130,152 @@ static void free_wave(breq *b, int n) {
     }
 }
 
+/* Percentiles of the text streams' gaps, optionally only those ending in
+ * [t0, t1]. */
+typedef struct gaps {
+    double *v;
+    int n;
+} gaps;
+
+static void collect_gaps(breq *b, int n, double t0, double t1, gaps *g) {
+    for (int i = 0; i < n; i++) {
+        double t = b[i].t_first;
+        for (int k = 0; k < b[i].n_itl; k++) {
+            t += b[i].itl[k];
+            if (t >= t0 && t <= t1) g->v[g->n++] = b[i].itl[k];
+        }
+    }
+}
+
+static void image_bench(px_model *m, const char *mmproj, int n_images, int n_streams, int gen,
+                        int n_prompt) {
+    char err[512];
+    px_vision *v = px_vision_load(mmproj, px_model_pool(m), err, sizeof err);
+    if (!v) {
+        fprintf(stderr, "%s: %s\n", mmproj, err);
+        exit(1);
+    }
+    const px_vision_config *vc = px_vision_config_get(v);
+    int32_t n_vocab = px_model_config_get(m)->n_vocab, rows = vc->n_tokens_out;
+    const int W = 640, H = 480;
+    uint8_t *rgb = malloc((size_t)W * H * 3);
+    float *pix = malloc(sizeof(float) * 3 * (size_t)vc->image_size * (size_t)vc->image_size);
+    float *out = malloc(sizeof(float) * (size_t)rows * (size_t)vc->n_embd_out);
+    uint32_t s32 = 12345;
+    for (size_t i = 0; i < (size_t)W * H * 3; i++) {
+        s32 = s32 * 1103515245u + 12345u;
+        rgb[i] = (uint8_t)(s32 >> 16);
+    }
+    printf(
+        "vision tower: %dx%d, patch %d, %d blocks, width %d, MLP %d, %d heads -> %d rows of %d\n",
+        vc->image_size, vc->image_size, vc->patch_size, vc->n_layer, vc->n_embd, vc->n_ff,
+        vc->n_head, rows, vc->n_embd_out);
+    for (int rep = 0; rep < 2; rep++) {
+        double t0 = px_now();
+        if (px_vision_preprocess(v, rgb, W, H, pix) < 0 ||
+            px_vision_encode(v, pix, out, err, sizeof err) < 0) {
+            fprintf(stderr, "encode: %s\n", err);
+            exit(1);
+        }
+        printf("encode one %dx%d image: %.2f s\n", W, H, px_now() - t0);
+        fflush(stdout);
+    }
+    /* Text streams alone, then with images arriving. */
+    for (int with_images = 0; with_images < 2; with_images++) {
+        px_sched_opts so;
+        px_sched_opts_init(&so);
+        so.vision = v;
+        so.prefix_cache = false;
+        px_sched *s = px_sched_create(m, &so, err, sizeof err);
+        if (!s || px_sched_start(s) < 0) {
+            fprintf(stderr, "scheduler: %s\n", err);
+            exit(1);
+        }
+        int n = n_streams + (with_images ? n_images : 0);
+        breq *b = calloc((size_t)n, sizeof *b);
+        int32_t *p = malloc(sizeof(int32_t) * (size_t)(n_prompt + rows + 2));
+        double t_img0 = 0, t_img1 = 0;
+        for (int i = 0; i < n; i++) {
+            int img = i >= n_streams;
+            if (img) {
+                /* Wait until every text stream decodes before images come. */
+                for (;;) {
+                    int ready = 0;
+                    for (int k = 0; k < n_streams; k++) {
+                        drain(&b[k]);
+                        ready += b[k].n_tok > 0;
+                    }
+                    if (ready == n_streams) break;
+                    struct timespec ts = {0, 5000000};
+                    nanosleep(&ts, NULL);
+                }
+                if (!t_img0) t_img0 = px_now();
+            }
+            int len = img ? 16 + rows + 2 : n_prompt;
+            fill_prompt(p, len, (uint32_t)(with_images * 100 + i), n_vocab);
+            b[i].r = px_request_create();
+            px_request_set_prompt(b[i].r, p, len);
+            b[i].r->max_tokens = img ? 4 : gen;
+            b[i].r->ignore_eos = 1;
+            b[i].r->sampling.temperature = 0;
+            b[i].r->notify = on_event;
+            b[i].itl = calloc((size_t)gen, sizeof(double));
+            if (img) {
+                uint8_t *copy = malloc((size_t)W * H * 3);
+                memcpy(copy, rgb, (size_t)W * H * 3);
+                copy[i] ^= 0xff; /* distinct images: no cache hits */
+                px_request_add_image(b[i].r, 9, rows, 1000 + (uint64_t)i, W, H, copy);
+            }
+            b[i].t_submit = px_now();
+            if (px_sched_submit(s, b[i].r, err, sizeof err) < 0) {
+                fprintf(stderr, "submit: %s\n", err);
+                exit(1);
+            }
+        }
+        for (;;) {
+            int done = 0;
+            for (int i = 0; i < n; i++) {
+                if (!b[i].done) drain(&b[i]);
+                done += b[i].done;
+            }
+            if (with_images && !t_img1) {
+                int all = 1;
+                for (int i = n_streams; i < n; i++)
+                    all &= b[i].done;
+                if (all) t_img1 = px_now();
+            }
+            if (done == n) break;
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+        }
+        gaps g = {malloc(sizeof(double) * (size_t)n_streams * (size_t)gen), 0};
+        collect_gaps(b, n_streams, with_images ? t_img0 : 0, with_images ? t_img1 : 1e30, &g);
+        double mx = 0;
+        for (int i = 0; i < g.n; i++)
+            mx = PX_MAX(mx, g.v[i]);
+        printf("%d text streams %s: %d gaps, ITL p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+               n_streams, with_images ? "while images arrive" : "alone", g.n,
+               pct(g.v, g.n, 0.5) * 1e3, pct(g.v, g.n, 0.99) * 1e3, mx * 1e3);
+        if (with_images) {
+            for (int i = n_streams; i < n; i++)
+                printf("  image request %d: first token after %.2f s\n", i - n_streams,
+                       b[i].t_first - b[i].t_submit);
+            if (t_img1 > 0 && t_img0 > 0 && t_img1 - t_img0 < 1.0)
+                printf("  (the images finished within a second)\n");
+        }
+        fflush(stdout);
+        free(g.v);
+        free(p);
+        free_wave(b, n);
+        free(b);
+        px_sched_destroy(s);
+    }
+    free(rgb);
+    free(pix);
+    free(out);
+    px_vision_free(v);
+}
+
 static int parse_list(const char *s, int *out, int cap) {
     int n = 0;
     while (*s && n < cap) {
@@ -134,8 +289,9 @@ static int parse_list(const char *s, int *out, int cap) {
 }
 
 int main(int argc, char **argv) {
-    const char *path = NULL;
+    const char *path = NULL, *mmproj = NULL;
     int threads = 2, n_prompt = 128, gen = 128, prefix = 1000, prefix_reqs = 4;
+    int n_images = 2, image_streams = 8;
     int conc[16] = {1, 4, 16, 64}, n_conc = 4;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-m"))
@@ -150,6 +306,12 @@ int main(int argc, char **argv) {
             prefix = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--prefix-reqs"))
             prefix_reqs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--mmproj"))
+            mmproj = argv[i + 1];
+        else if (!strcmp(argv[i], "--images"))
+            n_images = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--image-streams"))
+            image_streams = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--conc")) {
             if ((n_conc = parse_list(argv[i + 1], conc, 16)) <= 0) {
                 fprintf(stderr, "bad --conc\n");
@@ -160,13 +322,14 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (!path || n_prompt <= 0 || gen <= 0 || prefix < 0 || prefix_reqs <= 0) {
+    if (!path || n_prompt <= 0 || gen <= 0 || prefix < 0 || prefix_reqs <= 0 || n_images < 1 ||
+        image_streams < 1 || image_streams > 64) {
         fprintf(stderr, "usage: pollux-sched-bench -m FILE [--threads N] [--conc 1,4,16,64] "
                         "[--prompt 128] [--gen 128] [--prefix 1000] [--prefix-reqs 4]\n");
         return 2;
     }
-    int max_conc = 1;
-    for (int i = 0; i < n_conc; i++)
+    int max_conc = mmproj ? image_streams + n_images : 1;
+    for (int i = 0; i < n_conc && !mmproj; i++)
         max_conc = PX_MAX(max_conc, conc[i]);
     px_model_opts mo;
     px_model_opts_init(&mo);
@@ -185,6 +348,11 @@ int main(int argc, char **argv) {
     int32_t n_vocab = px_model_config_get(m)->n_vocab;
     printf("model %s, %d threads, %lld KV blocks, prompts %d tokens, %d output tokens\n",
            px_model_name(m), threads, (long long)mo.kv_blocks, n_prompt, gen);
+    if (mmproj) {
+        image_bench(m, mmproj, n_images, image_streams, gen, n_prompt);
+        px_model_free(m);
+        return 0;
+    }
     printf("%5s %10s %10s %10s %10s %10s\n", "conc", "tok/s", "TTFT p50", "TTFT p99", "ITL p50",
            "ITL p99");
     for (int ci = 0; ci < n_conc; ci++) {
