@@ -53,12 +53,18 @@ typedef enum px_api_kind {
     PX_API_COMPLETION = 1, /* /v1/completions */
 } px_api_kind;
 
-/* An image of a request, decoded; its prompt rows hold placeholder ids. */
+/* An image of a request; its prompt rows hold placeholder ids. Parsing
+ * checks it (base64, header, type, dimensions) and keeps the encoded bytes;
+ * px_api_decode_images turns them into RGB (off the event loop). */
 typedef struct px_api_image {
     int32_t pos;      /* prompt index of its first embedding row */
     int32_t n_tokens; /* embedding rows (the tower's output tokens) */
     uint64_t hash;    /* of the encoded bytes: prefix-cache and reuse key */
-    px_image img;     /* RGB8 */
+    uint8_t *data;    /* encoded bytes until decoded (then NULL) */
+    size_t len;
+    char mime[32];  /* claimed type ("" = none) */
+    char param[64]; /* the request field it came from, for errors */
+    px_image img;   /* RGB8 once decoded */
 } px_api_image;
 
 /* A validated generation request. */
@@ -100,8 +106,10 @@ typedef struct px_api_ctx {
     const px_tokenizer *tok;
     px_chat_template tmpl;
     const px_api_limits *limits;
-    const char *model_id; /* the served model's id */
-    int32_t image_tokens; /* embedding rows per image; 0: the model takes no images */
+    const char *model_id;    /* the served model's id */
+    int32_t image_tokens;    /* embedding rows per image; 0: the model takes no images */
+    bool defer_image_decode; /* parsing only checks images; the caller runs
+                              * px_api_decode_images (on a worker thread) */
 } px_api_ctx;
 
 /* Parses a request body (not NUL-terminated, len bytes) into a cJSON tree

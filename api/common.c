@@ -47,8 +47,10 @@ void px_api_req_free(px_api_req *r) {
         free(r->stop[i]);
     free(r->stop);
     free(r->stop_len);
-    for (int i = 0; r->images && i < r->n_images; i++)
+    for (int i = 0; r->images && i < r->n_images; i++) {
         px_image_free(&r->images[i].img);
+        free(r->images[i].data);
+    }
     free(r->images);
     r->images = NULL;
     r->n_images = 0;

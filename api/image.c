@@ -813,16 +813,11 @@ static const char *safe_mime(const char *m) {
     return m;
 }
 
-int px_image_decode(const uint8_t *data, size_t len, const char *claimed_mime,
-                    const px_image_limits *lim, px_image *out, char *err, size_t errlen) {
-    if (!out || (!data && len)) return px_fail(err, errlen, PX_EINVAL, "bad arguments");
-    out->width = out->height = 0;
-    out->rgb = NULL;
-    px_image_limits def;
-    if (!lim) {
-        px_image_limits_init(&def);
-        lim = &def;
-    }
+/* Everything short of decoding: size, claimed type, header, dimensions. */
+static int image_check(const uint8_t *data, size_t len, const char *claimed_mime,
+                       const px_image_limits *lim, px_image_format *fmt, int *w, int *h, char *err,
+                       size_t errlen) {
+    if (!data && len) return px_fail(err, errlen, PX_EINVAL, "bad arguments");
     if (len > lim->max_bytes)
         return px_fail(err, errlen, PX_ETOOBIG, "the image is larger than %zu bytes",
                        lim->max_bytes);
@@ -834,24 +829,54 @@ int px_image_decode(const uint8_t *data, size_t len, const char *claimed_mime,
                            "unsupported image type %s (PNG, JPEG, WebP and GIF are accepted)",
                            safe_mime(claimed_mime));
     }
+    int rc = px_image_probe(data, len, fmt, w, h, err, errlen);
+    if (rc < 0) return rc;
+    if (claimed_mime && claimed != *fmt)
+        return px_fail(err, errlen, PX_EINVAL, "the image is a %s but was sent as %s",
+                       fmt_names[*fmt], safe_mime(claimed_mime));
+    if (*w <= 0 || *h <= 0)
+        return px_fail(err, errlen, PX_EINVAL, "the %s image has no pixels (%dx%d)",
+                       fmt_names[*fmt], *w, *h);
+    if (*w > lim->max_side || *h > lim->max_side)
+        return px_fail(err, errlen, PX_ETOOBIG,
+                       "the image is %dx%d; the largest side allowed is %d pixels", *w, *h,
+                       lim->max_side);
+    if ((int64_t)*w * *h > lim->max_pixels || (uint64_t)*w * (uint64_t)*h > SIZE_MAX / 4)
+        return px_fail(err, errlen, PX_ETOOBIG,
+                       "the image is %dx%d; at most %lld pixels are allowed", *w, *h,
+                       (long long)lim->max_pixels);
+    return 0;
+}
+
+int px_image_check(const uint8_t *data, size_t len, const char *claimed_mime,
+                   const px_image_limits *lim, int *width, int *height, char *err, size_t errlen) {
+    px_image_limits def;
+    if (!lim) {
+        px_image_limits_init(&def);
+        lim = &def;
+    }
+    px_image_format fmt;
+    int w = 0, h = 0;
+    int rc = image_check(data, len, claimed_mime, lim, &fmt, &w, &h, err, errlen);
+    if (width) *width = w;
+    if (height) *height = h;
+    return rc;
+}
+
+int px_image_decode(const uint8_t *data, size_t len, const char *claimed_mime,
+                    const px_image_limits *lim, px_image *out, char *err, size_t errlen) {
+    if (!out || (!data && len)) return px_fail(err, errlen, PX_EINVAL, "bad arguments");
+    out->width = out->height = 0;
+    out->rgb = NULL;
+    px_image_limits def;
+    if (!lim) {
+        px_image_limits_init(&def);
+        lim = &def;
+    }
     px_image_format fmt;
     int w, h;
-    int rc = px_image_probe(data, len, &fmt, &w, &h, err, errlen);
+    int rc = image_check(data, len, claimed_mime, lim, &fmt, &w, &h, err, errlen);
     if (rc < 0) return rc;
-    if (claimed_mime && claimed != fmt)
-        return px_fail(err, errlen, PX_EINVAL, "the image is a %s but was sent as %s",
-                       fmt_names[fmt], safe_mime(claimed_mime));
-    if (w <= 0 || h <= 0)
-        return px_fail(err, errlen, PX_EINVAL, "the %s image has no pixels (%dx%d)", fmt_names[fmt],
-                       w, h);
-    if (w > lim->max_side || h > lim->max_side)
-        return px_fail(err, errlen, PX_ETOOBIG,
-                       "the image is %dx%d; the largest side allowed is %d pixels", w, h,
-                       lim->max_side);
-    if ((int64_t)w * h > lim->max_pixels || (uint64_t)w * (uint64_t)h > SIZE_MAX / 4)
-        return px_fail(err, errlen, PX_ETOOBIG,
-                       "the image is %dx%d; at most %lld pixels are allowed", w, h,
-                       (long long)lim->max_pixels);
     switch (fmt) {
     case PX_IMAGE_PNG: rc = decode_png(data, len, w, h, out, err, errlen); break;
     case PX_IMAGE_JPEG: rc = decode_jpeg(data, len, w, h, out, err, errlen); break;

@@ -176,6 +176,15 @@ int px_api_add_image_b64(px_api_req *r, const px_api_ctx *ctx, const char *mime,
                            : rc == PX_ENOMEM ? 500
                                              : 400,
                            rc == PX_ENOMEM ? "server_error" : BAD, NULL, param, "%s", err);
+    int w, h;
+    rc = px_image_check(bytes, n, mime, &ctx->limits->image, &w, &h, err, sizeof err);
+    /* Over the pixel or side limits is a bad argument (400), not a body
+     * too large: the body itself was accepted. */
+    if (rc < 0) {
+        free(bytes);
+        return px_api_fail(e, rc == PX_ENOMEM ? 500 : 400, rc == PX_ENOMEM ? "server_error" : BAD,
+                           NULL, param, "%s", err);
+    }
     px_api_image *p = realloc(r->images, sizeof *p * (size_t)(r->n_images + 1));
     if (!p) {
         free(bytes);
@@ -184,15 +193,30 @@ int px_api_add_image_b64(px_api_req *r, const px_api_ctx *ctx, const char *mime,
     r->images = p;
     px_api_image *im = &p[r->n_images];
     memset(im, 0, sizeof *im);
-    rc = px_image_decode(bytes, n, mime, &ctx->limits->image, &im->img, err, sizeof err);
-    im->hash = rc == 0 ? hash_bytes(bytes, n) : 0;
-    free(bytes);
-    /* Over the pixel or side limits is a bad argument (400), not a body
-     * too large: the body itself was accepted. */
-    if (rc < 0)
-        return px_api_fail(e, rc == PX_ENOMEM ? 500 : 400, rc == PX_ENOMEM ? "server_error" : BAD,
-                           NULL, param, "%s", err);
-    return r->n_images++;
+    im->hash = hash_bytes(bytes, n);
+    im->data = bytes;
+    im->len = n;
+    snprintf(im->mime, sizeof im->mime, "%s", mime ? mime : "");
+    snprintf(im->param, sizeof im->param, "%s", param ? param : "");
+    int idx = r->n_images++;
+    if (!ctx->defer_image_decode && px_api_decode_images(r, ctx->limits, e) < 0) return -1;
+    return idx;
+}
+
+int px_api_decode_images(px_api_req *r, const px_api_limits *lim, px_api_error *e) {
+    for (int i = 0; i < r->n_images; i++) {
+        px_api_image *im = &r->images[i];
+        if (!im->data) continue;
+        char err[200];
+        int rc = px_image_decode(im->data, im->len, im->mime[0] ? im->mime : NULL, &lim->image,
+                                 &im->img, err, sizeof err);
+        free(im->data);
+        im->data = NULL;
+        if (rc < 0)
+            return px_api_fail(e, rc == PX_ENOMEM ? 500 : 400,
+                               rc == PX_ENOMEM ? "server_error" : BAD, NULL, im->param, "%s", err);
+    }
+    return 0;
 }
 
 int px_api_add_image_url(px_api_req *r, const px_api_ctx *ctx, const char *url, size_t len,

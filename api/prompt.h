@@ -34,13 +34,21 @@ int px_api_encode_segs(const px_api_ctx *ctx, const char *text, const px_chat_se
 int px_api_chat_prompt(const px_api_ctx *ctx, const px_chat_msg *msgs, size_t n, const char *param,
                        px_api_req *r, px_api_error *e);
 
-/* Decodes a base64 image (mime: the claimed type, or NULL) and appends it to
- * r->images; returns its index, or -1 with e filled: 400 when the model
- * takes no images, for more than limits->max_images, bad base64, a corrupt
- * or truncated image, a mime type that lies or is not an image type, 0
- * pixels; 413 over a size limit. param names the field in messages. */
+/* Decodes a base64 image (mime: the claimed type, or NULL), checks its
+ * header, and appends it to r->images, decoded to RGB unless
+ * ctx->defer_image_decode; returns its index, or -1 with e filled: 400 when
+ * the model takes no images, for more than limits->max_images, bad base64,
+ * a corrupt or truncated image, a mime type that lies or is not an image
+ * type, 0 pixels, too many pixels; 413 over the encoded-size limit. param
+ * names the field in messages. */
 int px_api_add_image_b64(px_api_req *r, const px_api_ctx *ctx, const char *mime, const char *b64,
                          size_t len, const char *param, px_api_error *e);
+
+/* Decodes every image of r still held encoded (px_api_ctx's
+ * defer_image_decode), freeing the encoded bytes: the slow part, for a
+ * worker thread. 0, or -1 with e filled (400 naming the image's field for a
+ * corrupt or truncated image, 500 out of memory). */
+int px_api_decode_images(px_api_req *r, const px_api_limits *lim, px_api_error *e);
 
 /* The same for an OpenAI image_url: a data: URL; http(s) URLs are refused
  * (400) unless limits->remote_images, and fetching is not built in yet, so
