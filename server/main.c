@@ -8,6 +8,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/mkmodel.h"
 #include "engine/px.h"
@@ -131,6 +132,29 @@ typedef struct load_job {
     double seconds;
 } load_job;
 
+/* The demo model's random vision tower: written to a temporary file, mapped,
+ * and unlinked (the mapping keeps it), so the demo takes images too. */
+static px_vision *demo_vision(px_model *m, char *err, size_t errlen) {
+    px_vision_mk_opts o;
+    px_vision_mk_opts_tiny(&o);
+    o.seed = 43;
+    o.n_embd_out = px_model_config_get(m)->n_embd;
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/polluxd-demo-mmproj-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create a temporary file: %s", strerror(errno));
+        return NULL;
+    }
+    close(fd);
+    px_vision *v = NULL;
+    if (px_vision_mk_write(&o, path, err, errlen) == 0)
+        v = px_vision_load(path, px_model_pool(m), err, errlen);
+    unlink(path);
+    return v;
+}
+
 static void load_work(uv_work_t *req) {
     load_job *j = req->data;
     px_server *s = j->s;
@@ -150,6 +174,11 @@ static void load_work(uv_work_t *req) {
     mo.max_logit_rows = PX_MIN(cfg->max_batch_tokens, cfg->max_running + PX_MAX_CHOICES);
     double t0 = px_now();
     s->model = px_model_load(j->path, &mo, j->err, sizeof j->err);
+    if (s->model && s->is_demo && !cfg->mmproj) {
+        char err[400];
+        if (!(s->vision = demo_vision(s->model, err, sizeof err)))
+            px_log(PX_LOG_WARN, "demo vision tower: %s (images disabled)", err);
+    }
     if (s->model && cfg->mmproj) {
         char err[400];
         s->vision = px_vision_load(cfg->mmproj, px_model_pool(s->model), err, sizeof err);
@@ -223,7 +252,8 @@ static void load_done(uv_work_t *req, int status) {
         const px_vision_config *vc = px_vision_config_get(s->vision);
         s->api.image_tokens = vc->n_tokens_out;
         px_log(PX_LOG_INFO, "vision tower: %s, %dx%d images, %d blocks, %d rows per image",
-               cfg->mmproj, vc->image_size, vc->image_size, vc->n_layer, vc->n_tokens_out);
+               cfg->mmproj ? cfg->mmproj : "demo (random weights)", vc->image_size, vc->image_size,
+               vc->n_layer, vc->n_tokens_out);
     }
     px_sched_opts so;
     px_sched_opts_init(&so);
