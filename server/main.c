@@ -173,6 +173,9 @@ static void load_work(uv_work_t *req) {
     mo.max_batch_tokens = cfg->max_batch_tokens;
     mo.max_logit_rows = PX_MIN(cfg->max_batch_tokens, cfg->max_running + PX_MAX_CHOICES);
     double t0 = px_now();
+    /* Test hook: stretch the load so tests can see the "loading" window. */
+    const char *delay = getenv("PX_TEST_LOAD_DELAY_MS");
+    if (delay && atoi(delay) > 0 && atoi(delay) <= 60000) usleep((useconds_t)atoi(delay) * 1000);
     s->model = px_model_load(j->path, &mo, j->err, sizeof j->err);
     if (s->model && s->is_demo && !cfg->mmproj) {
         char err[400];

@@ -20,7 +20,9 @@ function freePort() {
   });
 }
 
-export async function startDaemon(extraArgs = [], { modelArgs = ['--arch', 'gemma3', '--tiny', '--type', 'Q8_0'] } = {}) {
+// waitReady false: return as soon as it answers HTTP at all (e.g. 503
+// "loading"); env: extra environment variables.
+export async function startDaemon(extraArgs = [], { modelArgs = ['--arch', 'gemma3', '--tiny', '--type', 'Q8_0'], env = {}, waitReady = true } = {}) {
   if (process.env.PX_TEST_DAEMON) {
     return { base: 'http://' + process.env.PX_TEST_DAEMON, stop: async () => {}, log: () => '' };
   }
@@ -32,13 +34,14 @@ export async function startDaemon(extraArgs = [], { modelArgs = ['--arch', 'gemm
   let log = '';
   const proc = spawn(join(builddir, 'polluxd'),
     ['--model', model, '--host', '127.0.0.1', '--port', String(port), '--threads', '2', ...extraArgs],
-    { stdio: ['ignore', 'ignore', 'pipe'] });
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   proc.stderr.on('data', (d) => { log += d.toString(); });
   const exited = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));
   const end = Date.now() + 20000;
   for (;;) {
     try {
-      if ((await fetch(base + '/ready')).status === 200) break;
+      const st = (await fetch(base + '/ready')).status;
+      if (st === 200 || !waitReady) break;
     } catch { /* not listening yet */ }
     if (Date.now() > end || proc.exitCode !== null) {
       proc.kill('SIGKILL');

@@ -36,6 +36,35 @@ test('a full queue answers 429 with Retry-After, and recovers', async () => {
   }
 });
 
+test('while the model loads: /ready and generation routes say 503 loading, /health 200', async () => {
+  // PX_TEST_LOAD_DELAY_MS stretches the load so that the window is seen.
+  const d = await startDaemon([], { env: { PX_TEST_LOAD_DELAY_MS: '1500' }, waitReady: false });
+  try {
+    let r = await fetch(d.base + '/ready');
+    assert.equal(r.status, 503);
+    assert.equal((await r.json()).status, 'loading');
+    r = await fetch(d.base + '/health');
+    assert.equal(r.status, 200);
+    r = await fetch(d.base + '/v1/chat/completions', { method: 'POST', headers: json,
+      body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }] }) });
+    assert.equal(r.status, 503);
+    const j = await r.json();
+    assert.match(j.error.message, /loading/);
+    assert.ok(r.headers.get('retry-after'), 'a 503 while loading should say when to retry');
+    const end = Date.now() + 20000;
+    while ((await fetch(d.base + '/ready')).status !== 200) {
+      assert.ok(Date.now() < end, 'never became ready');
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    r = await fetch(d.base + '/v1/completions', { method: 'POST', headers: json, body: longBody({ max_tokens: 3 }) });
+    assert.equal(r.status, 200);
+    assert.equal((await r.json()).usage.completion_tokens, 3);
+  } finally {
+    const { code } = await d.stop();
+    assert.equal(code, 0, 'polluxd should exit 0:\n' + d.log());
+  }
+});
+
 test('a request past its deadline gets 504, or an error event when streamed', async () => {
   const d = await startDaemon([]);
   try {
