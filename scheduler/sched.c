@@ -441,6 +441,8 @@ int px_sched_submit(px_sched *s, px_request *r, char *err, size_t errlen) {
             return px_fail(err, errlen, PX_EINVAL, "token id %d out of range", r->prompt[i]);
     if (r->n_images > 0 && !s->o.vision)
         return px_fail(err, errlen, PX_EINVAL, "this model takes no images");
+    if (r->n_images > 0 && r->prompt_logprobs) /* logit rows would split image spans */
+        return px_fail(err, errlen, PX_EINVAL, "prompt logprobs are not available with images");
     for (int32_t i = 0; i < r->n_images; i++) {
         const px_request_image *im = &r->images[i];
         if (im->n_tokens != s->img_tokens || im->pos < 1 || im->pos + im->n_tokens > r->n_prompt ||

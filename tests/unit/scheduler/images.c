@@ -310,6 +310,11 @@ START_TEST(test_image_submit_errors) {
     ck_assert_int_eq(px_request_add_image(r, pos, ROWS - 1, 1, 8, 8, copy), 0);
     ck_assert_int_eq(px_sched_submit(s, r, err, sizeof err), PX_EINVAL);
     px_request_unref(r);
+    /* Prompt logprobs would need logit rows inside the image span. */
+    r = image_request(ids, n, pos, rgb, 8, 8, 1, 4);
+    r->prompt_logprobs = 1;
+    ck_assert_int_eq(px_sched_submit(s, r, err, sizeof err), PX_EINVAL);
+    px_request_unref(r);
     /* Overlapping images are refused when added. */
     r = image_request(ids, n, pos, rgb, 8, 8, 1, 4);
     copy = malloc(8 * 8 * 3);
