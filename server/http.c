@@ -72,6 +72,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         snprintf(c->method, sizeof c->method, "%s", method);
         *con_cls = c;
         s->counters.requests_total++;
+        px_route_classify(c, url);
         if (copy_path(c->path, sizeof c->path, url) < 0) {
             px_api_error e;
             px_api_fail(&e, 414, "invalid_request_error", NULL, NULL, "request URI too long");
@@ -236,7 +237,9 @@ enum MHD_Result px_respond_json(px_conn *c, int status, const char *json, size_t
 
 enum MHD_Result px_respond_error(px_conn *c, const px_api_error *e) {
     px_buf b = {0};
-    if (px_api_openai_error(&b, e) < 0) {
+    int rc =
+        c->dialect == PX_DIALECT_GEMINI ? px_api_gemini_error(&b, e) : px_api_openai_error(&b, e);
+    if (rc < 0) {
         px_buf_free(&b);
         return MHD_NO;
     }

@@ -4,13 +4,15 @@
  * One request's path (loop thread unless noted):
  *   MHD_run -> on_request (headers; limits, auth, route, method) -> body
  *   chunks appended up to max_body_bytes -> route handler ->
- *   px_api_openai_parse -> px_sched_submit (the scheduler thread takes it
- *   from there: px_sched_step -> px_forward -> px_sample_next ->
- *   px__request_post -> on_notify, which queues the request on the wake list
- *   and uv_async_send) -> on_wake drains every ready request's events ->
- *   stream_take_events renders chunks (px_api_openai_chunk) into the
- *   stream's buffer -> MHD_resume_connection -> sse_reader hands the bytes to
- *   MHD. A non-streamed request is suspended until DONE, then answered whole.
+ *   px_api_openai_parse or px_api_gemini_parse -> px_sched_submit (the
+ *   scheduler thread takes it from there: px_sched_step -> px_forward ->
+ *   px_sample_next -> px__request_post -> on_notify, which queues the
+ *   request on the wake list and uv_async_send) -> on_wake drains every
+ *   ready request's events -> stream_take_events renders chunks in the
+ *   connection's dialect (px_api_openai_chunk, or px_api_gemini_chunk framed
+ *   as SSE events or JSON array elements) into the stream's buffer ->
+ *   MHD_resume_connection -> sse_reader hands the bytes to MHD. A
+ *   non-streamed request is suspended until DONE, then answered whole.
  * Cancel: MHD's completion callback for a connection that ends early calls
  *   px_request_cancel; the scheduler frees the blocks at its next step and
  *   posts FINISH + DONE; the stream object is freed once both the connection
@@ -28,6 +30,7 @@
 #include <stdatomic.h>
 #include <uv.h>
 
+#include "api/gemini.h"
 #include "api/openai.h"
 #include "engine/model.h"
 #include "scheduler/request.h"
@@ -91,6 +94,17 @@ void px_server_tick(px_server *s);
 
 /* The per-connection state, created at the first callback of a request. */
 typedef struct px_conn px_conn;
+/* Which API shape a connection's answers take (errors included). */
+typedef enum px_dialect {
+    PX_DIALECT_OPENAI = 0,
+    PX_DIALECT_GEMINI = 1,
+} px_dialect;
+/* Sets c->dialect from the raw URL (path and query) and headers, before
+ * anything is answered, so that even 413/414 errors take the route's shape:
+ * Gemini for /v1beta/... and for POST .../models/{model}:{method} under /v1,
+ * and for GET /v1/models[/{id}] when the client sends x-goog-api-key,
+ * x-goog-api-client or ?key= (Google's clients do; OpenAI's never). */
+void px_route_classify(px_conn *c, const char *url);
 /* Routes a complete request (headers and body read). Returns an MHD result. */
 enum MHD_Result px_route(px_server *s, px_conn *c);
 /* Called when MHD is done with a connection's request. */
@@ -106,8 +120,10 @@ struct px_conn {
     char *body;
     size_t body_len, body_cap;
     int body_too_big;
-    int status;    /* status sent (for the access log) */
-    px_stream *st; /* generation in progress, if any */
+    int status; /* status sent (for the access log) */
+    px_dialect dialect;
+    int gemini_sse; /* Gemini stream: ?alt=sse (SSE events); else a JSON array */
+    px_stream *st;  /* generation in progress, if any */
 };
 
 /* Queues a response (body copied) with status and content type; adds CORS,
@@ -115,10 +131,11 @@ struct px_conn {
 enum MHD_Result px_respond(px_conn *c, int status, const char *ctype, const char *body, size_t len);
 /* Queues a JSON response (copied) with status. */
 enum MHD_Result px_respond_json(px_conn *c, int status, const char *json, size_t len);
-/* Queues an OpenAI-shaped error. */
+/* Queues an error in the connection's dialect (OpenAI or Google shape). */
 enum MHD_Result px_respond_error(px_conn *c, const px_api_error *e);
 
-/* Starts a generation for a parsed request (takes ownership of areq). */
+/* Starts a generation for a parsed request (takes ownership of areq); the
+ * answer takes c->dialect's shape (and c->gemini_sse's framing). */
 enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq);
 /* Second call of the access handler after a non-streamed request resumed. */
 enum MHD_Result px_stream_respond(px_server *s, px_conn *c);

@@ -1,6 +1,12 @@
 /* stream.c — one generation seen from the HTTP side: submits the parsed
  * request to the scheduler, turns its events into SSE chunks or one whole
  * response, and hands bytes to libmicrohttpd as the connection can take them.
+ * Output takes the connection's dialect: OpenAI SSE chunks ending in
+ * "data: [DONE]", or Gemini GenerateContentResponse objects, as SSE events
+ * ("data: {json}\r\n\r\n", no sentinel) with ?alt=sse or else as the
+ * elements of one JSON array written progressively. A Gemini stream sends
+ * text deltas as they come and one last chunk with every candidate's
+ * finishReason and the usageMetadata.
  * Loop thread only, except px_server_on_notify. */
 #include <config.h>
 
@@ -22,10 +28,14 @@ struct px_stream {
     px_api_resp_meta meta;
     char id[64];
     int streaming;
-    px_buf out; /* bytes not yet taken by MHD */
+    px_dialect dialect;
+    int gemini_sse; /* Gemini stream framing: SSE events, else a JSON array */
+    int n_elements; /* Gemini JSON array: elements written (comma before the next) */
+    px_buf out;     /* bytes not yet taken by MHD */
     size_t out_off;
     int suspended;
     int done;        /* DONE drained: the scheduler is finished with it */
+    int peer_gone;   /* the tick saw the client hang up and cancelled */
     int ended;       /* SSE: the last bytes are queued */
     int whole_ready; /* non-streamed: `out` holds the whole body */
     int whole_status;
@@ -82,10 +92,10 @@ static void maybe_free(px_server *s, px_stream *st) {
 void px_stream_detach(px_server *s, px_stream *st, int client_gone) {
     st->conn = NULL;
     st->suspended = 0;
-    if (!st->done) {
-        if (client_gone) s->counters.client_disconnects++;
-        px_request_cancel(st->r);
-    }
+    /* A hang-up the tick noticed first has already ended the request
+     * (done), but it is still the client's disconnect. */
+    if (client_gone && (!st->done || st->peer_gone)) s->counters.client_disconnects++;
+    if (!st->done) px_request_cancel(st->r);
     maybe_free(s, st);
 }
 
@@ -131,6 +141,18 @@ static const char *finish_name(px_finish f) {
     return f == PX_FINISH_LENGTH ? "length" : "stop";
 }
 
+/* Appends one Gemini JSON object in the stream's framing. */
+static void gemini_frame(px_stream *st, const px_buf *json) {
+    if (st->gemini_sse) {
+        px_buf_append(&st->out, "data: ", 6);
+        px_buf_append(&st->out, json->data, json->len);
+        px_buf_append(&st->out, "\r\n\r\n", 4);
+        return;
+    }
+    if (st->n_elements++ > 0) px_buf_append(&st->out, ",\r\n", 3);
+    px_buf_append(&st->out, json->data, json->len);
+}
+
 static void sse_chunk(px_stream *st, int choice, const char *text, size_t len, const char *finish,
                       const px_sample *smp) {
     px_api_logprob lp;
@@ -141,15 +163,28 @@ static void sse_chunk(px_stream *st, int choice, const char *text, size_t len, c
     }
     int role_first = st->meta.kind == PX_API_CHAT && !st->role_sent[choice];
     st->role_sent[choice] = 1;
-    px_api_openai_chunk(&st->out, &st->meta, choice, role_first, text, len, finish,
-                        smp && st->areq.logprobs ? &lp : NULL, st->areq.include_usage);
+    if (st->dialect == PX_DIALECT_GEMINI) {
+        /* Finish reasons go out in the last chunk (gemini_end). */
+        if (!finish) {
+            px_buf b = {0};
+            if (px_api_gemini_chunk(&b, &st->meta, choice, text, len,
+                                    smp && st->areq.logprobs ? &lp : NULL) == 0)
+                gemini_frame(st, &b);
+            px_buf_free(&b);
+        }
+    } else {
+        px_api_openai_chunk(&st->out, &st->meta, choice, role_first, text, len, finish,
+                            smp && st->areq.logprobs ? &lp : NULL, st->areq.include_usage);
+    }
     for (size_t i = 0; i < len; i++)
         st->text_cp[choice] += ((unsigned char)text[i] & 0xC0) != 0x80;
 }
 
 static void sse_error(px_stream *st, const px_api_error *e) {
     px_buf b = {0};
-    if (px_api_openai_error(&b, e) == 0) {
+    if (st->dialect == PX_DIALECT_GEMINI) {
+        if (px_api_gemini_error(&b, e) == 0) gemini_frame(st, &b);
+    } else if (px_api_openai_error(&b, e) == 0) {
         px_buf_append(&st->out, "data: ", 6);
         px_buf_append(&st->out, b.data, b.len);
         px_buf_append(&st->out, "\n\n", 2);
@@ -269,8 +304,12 @@ static void render_whole(px_stream *st, const px_event *done) {
     }
     st->out.len = 0;
     st->out_off = 0;
-    px_api_openai_response(&st->out, &st->meta, ch, st->n_choices, done->prompt_tokens,
-                           done->completion_tokens, done->cached_tokens);
+    if (st->dialect == PX_DIALECT_GEMINI)
+        px_api_gemini_response(&st->out, &st->meta, ch, st->n_choices, done->prompt_tokens,
+                               done->completion_tokens, done->cached_tokens);
+    else
+        px_api_openai_response(&st->out, &st->meta, ch, st->n_choices, done->prompt_tokens,
+                               done->completion_tokens, done->cached_tokens);
     for (int c = 0; c < st->n_choices; c++) {
         free(lps[c]);
         px_buf_free(&texts[c]);
@@ -278,6 +317,24 @@ static void render_whole(px_stream *st, const px_event *done) {
     px_buf_free(&echo);
     free(pool);
     st->whole_status = 200;
+}
+
+/* The end of a Gemini stream: the last chunk (finish reasons and usage),
+ * or the error, then the array's closing bracket. */
+static void gemini_end(px_stream *st, const px_event *done) {
+    px_buf b = {0};
+    if (st->has_err) {
+        sse_error(st, &st->err);
+    } else {
+        const char *fin[PX_MAX_CHOICES];
+        for (int c = 0; c < st->n_choices && c < PX_MAX_CHOICES; c++)
+            fin[c] = finish_name(st->finish[c]);
+        if (px_api_gemini_final_chunk(&b, &st->meta, fin, st->n_choices, done->prompt_tokens,
+                                      done->completion_tokens, done->cached_tokens) == 0)
+            gemini_frame(st, &b);
+    }
+    if (!st->gemini_sse) px_buf_append(&st->out, "]", 1);
+    px_buf_free(&b);
 }
 
 /* Turns the request's queued events into output. */
@@ -314,7 +371,10 @@ static void take_events(px_server *s, px_stream *st) {
             }
         } else if (e->type == PX_EVENT_DONE) {
             st->done = 1;
-            if (st->streaming) {
+            if (st->streaming && st->dialect == PX_DIALECT_GEMINI) {
+                gemini_end(st, e);
+                st->ended = 1;
+            } else if (st->streaming) {
                 if (st->has_err) {
                     sse_error(st, &st->err);
                 } else {
@@ -326,7 +386,10 @@ static void take_events(px_server *s, px_stream *st) {
                 st->ended = 1;
             } else if (st->has_err) {
                 st->out.len = 0;
-                px_api_openai_error(&st->out, &st->err);
+                if (st->dialect == PX_DIALECT_GEMINI)
+                    px_api_gemini_error(&st->out, &st->err);
+                else
+                    px_api_openai_error(&st->out, &st->err);
                 st->whole_status = st->err.status;
                 st->whole_ready = 1;
             } else {
@@ -386,9 +449,15 @@ enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq) {
     st->conn = c;
     st->areq = *areq;
     st->streaming = areq->stream;
+    st->dialect = c->dialect;
+    st->gemini_sse = c->gemini_sse;
     st->n_choices = areq->n;
     st->r = r;
-    random_id(st->id, sizeof st->id, areq->kind == PX_API_CHAT ? "chatcmpl-" : "cmpl-", c->id);
+    random_id(st->id, sizeof st->id,
+              c->dialect == PX_DIALECT_GEMINI ? ""
+              : areq->kind == PX_API_CHAT     ? "chatcmpl-"
+                                              : "cmpl-",
+              c->id);
     st->meta = (px_api_resp_meta){.kind = areq->kind,
                                   .created = (int64_t)time(NULL),
                                   .model = st->areq.model,
@@ -433,8 +502,8 @@ enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq) {
             s->counters.rejected_queue_full++;
             px_api_fail(&e, 429, "rate_limit_error", NULL, NULL, "%s", err);
         } else if (rc == PX_ETOOBIG) {
-            px_api_fail(&e, 400, "invalid_request_error", "context_length_exceeded", "messages",
-                        "%s", err);
+            px_api_fail(&e, 400, "invalid_request_error", "context_length_exceeded",
+                        c->dialect == PX_DIALECT_GEMINI ? "contents" : "messages", "%s", err);
         } else {
             px_api_fail(&e, rc == PX_ENOMEM ? 500 : 400,
                         rc == PX_ENOMEM ? "server_error" : "invalid_request_error", NULL, NULL,
@@ -458,7 +527,11 @@ enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq) {
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_reader, st, NULL);
     if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    int json_array = st->dialect == PX_DIALECT_GEMINI && !st->gemini_sse;
+    /* The array opens at once, so keepalive whitespace after it is valid. */
+    if (json_array) px_buf_append(&st->out, "[", 1);
+    MHD_add_response_header(resp, "Content-Type",
+                            json_array ? "application/json" : "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     if (s->cfg->cors_origin)
@@ -528,11 +601,9 @@ void px_server_drain_wakes(px_server *s) {
 static int peer_gone(struct MHD_Connection *mc) {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci)
-        return 0;
+    if (!ci) return 0;
     struct pollfd p = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
-    if (poll(&p, 1, 0) <= 0)
-        return 0;
+    if (poll(&p, 1, 0) <= 0) return 0;
     return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
@@ -543,15 +614,22 @@ void px_server_tick(px_server *s) {
         /* The cancel ends the request at the next step; its DONE resumes
          * the connection and MHD then sees the closed socket (and counts
          * the disconnect through the completion callback). */
-        if (st->suspended && st->conn && !st->done && peer_gone(st->conn->mc))
+        if (st->suspended && st->conn && !st->done && !st->peer_gone && peer_gone(st->conn->mc)) {
+            st->peer_gone = 1;
             px_request_cancel(st->r);
+        }
     }
     /* Streams with nothing to say for keepalive_s get an SSE comment, so
      * proxies and clients see the connection is alive while it is queued. */
     for (px_stream *st = s->streams; st; st = st->next) {
         if (st->streaming && !st->ended && st->conn &&
             now - st->last_send >= (double)s->cfg->keepalive_s) {
-            px_buf_append(&st->out, ": ping\n\n", 8);
+            if (st->dialect == PX_DIALECT_OPENAI)
+                px_buf_append(&st->out, ": ping\n\n", 8);
+            else if (st->gemini_sse)
+                px_buf_append(&st->out, ": ping\r\n\r\n", 10);
+            else
+                px_buf_append(&st->out, "\n", 1); /* whitespace inside the JSON array */
             st->last_send = now;
             resume(st);
             any = 1;

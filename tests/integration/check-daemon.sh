@@ -8,4 +8,5 @@ if ! command -v "$NODE" >/dev/null 2>&1; then
 fi
 exec "$NODE" --test --test-reporter=tap "${PX_SRCDIR:-.}/tests/integration/daemon.test.mjs" \
     "${PX_SRCDIR:-.}/tests/integration/lifecycle.test.mjs" \
-    "${PX_SRCDIR:-.}/tests/integration/images.test.mjs"
+    "${PX_SRCDIR:-.}/tests/integration/images.test.mjs" \
+    "${PX_SRCDIR:-.}/tests/integration/gemini.test.mjs"

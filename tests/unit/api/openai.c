@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "api/openai.h"
+#include "api/prompt.h"
 #include "engine/gguf.h"
 #include "engine/mkmodel.h"
 #include "engine/px.h"
@@ -693,8 +694,32 @@ START_TEST(test_image_parts) {
     c.image_tokens = 0;
     ck_assert_int_eq(parse_img(&c, two, &r, &e), -1);
     ck_assert_ptr_nonnull(strstr(e.message, "does not take images"));
-    /* An image's rows count against the context. */
+    /* Deferred decoding: parsing checks the header and keeps the bytes;
+     * px_api_decode_images decodes, and reports what only decoding finds. */
     c.image_tokens = 4;
+    c.defer_image_decode = true;
+    ck_assert_int_eq(parse_img(&c, two, &r, &e), 0);
+    ck_assert_ptr_null(r.images[0].img.rgb);
+    ck_assert_ptr_nonnull(r.images[0].data);
+    ck_assert_int_eq(px_api_decode_images(&r, &lim, &e), 0);
+    ck_assert_ptr_nonnull(r.images[1].img.rgb);
+    ck_assert_ptr_null(r.images[1].data);
+    ck_assert_int_eq(r.images[1].img.width, 1);
+    px_api_req_free(&r);
+    /* A PNG whose pixel data is cut off: its header is fine. */
+    const char *cut = CONTENT(
+        "[" TXT("a") "," IMG("data:image/"
+                             "png;base64,"
+                             "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8") "]");
+    ck_assert_int_eq(parse_img(&c, cut, &r, &e), 0);
+    ck_assert_int_eq(px_api_decode_images(&r, &lim, &e), -1);
+    ck_assert_int_eq(e.status, 400);
+    ck_assert_str_eq(e.param, "messages[0].content[1].image_url.url");
+    px_api_req_free(&r);
+    c.defer_image_decode = false;
+    ck_assert_int_eq(parse_img(&c, cut, &r, &e), -1);
+    ck_assert_int_eq(e.status, 400);
+    /* An image's rows count against the context. */
     lim.n_ctx = 12;
     lim.max_prompt_tokens = 11;
     const char *one = CONTENT("[" IMG("data:image/png;base64," PNG1) "]");

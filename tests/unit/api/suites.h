@@ -7,5 +7,6 @@
 Suite *px_suite_chat_template(void);
 Suite *px_suite_openai(void);
 Suite *px_suite_image(void);
+Suite *px_suite_gemini(void);
 
 #endif
