@@ -125,6 +125,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
                     "request body larger than %lld bytes", (long long)s->cfg->max_body_bytes);
         return px_respond_error(c, &e);
     }
+    if (c->decode) return px_decode_resumed(s, c);
     if (c->st) return px_stream_respond(s, c);
     return px_route(s, c);
 }

@@ -27,7 +27,7 @@ static void stop_loop_when_drained(px_server *s) {
         px_stream_cancel_all(s);
         s->drain_deadline = px_now() + 1e9; /* cancel once */
     }
-    if (s->n_streams == 0) uv_stop(s->loop);
+    if (s->n_streams == 0 && s->n_decodes == 0) uv_stop(s->loop);
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -254,6 +254,7 @@ static void load_done(uv_work_t *req, int status) {
     if (s->vision) {
         const px_vision_config *vc = px_vision_config_get(s->vision);
         s->api.image_tokens = vc->n_tokens_out;
+        s->api.defer_image_decode = true; /* decode.c: off the event loop */
         px_log(PX_LOG_INFO, "vision tower: %s, %dx%d images, %d blocks, %d rows per image",
                cfg->mmproj ? cfg->mmproj : "demo (random weights)", vc->image_size, vc->image_size,
                vc->n_layer, vc->n_tokens_out);
@@ -359,6 +360,7 @@ int main(int argc, char **argv) {
 
     px_stream_cancel_all(&s);
     px_stream_resume_all(&s);
+    px_decode_detach_all(&s);
     px_http_run(&s);
     px_http_stop(&s);
     if (s.sched) px_sched_destroy(s.sched); /* joins the thread; cancels what is left */

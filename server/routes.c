@@ -305,7 +305,7 @@ static enum MHD_Result handle_gemini(px_server *s, px_conn *c, const match *m) {
     }
     const char *alt = MHD_lookup_connection_value(c->mc, MHD_GET_ARGUMENT_KIND, "alt");
     c->gemini_sse = alt && strcmp(alt, "sse") == 0;
-    return px_stream_start(s, c, &areq);
+    return px_decode_start(s, c, &areq);
 }
 
 enum MHD_Result px_route(px_server *s, px_conn *c) {
@@ -376,7 +376,7 @@ enum MHD_Result px_route(px_server *s, px_conn *c) {
         if (px_api_openai_parse(m.id == R_CHAT ? PX_API_CHAT : PX_API_COMPLETION, c->body,
                                 c->body_len, &s->api, &areq, &e) < 0)
             return px_respond_error(c, &e);
-        return px_stream_start(s, c, &areq);
+        return px_decode_start(s, c, &areq);
     }
     default: break;
     }

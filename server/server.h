@@ -67,6 +67,8 @@ typedef struct px_server {
 
     px_stream *streams; /* live streams (loop thread) */
     int n_streams;
+    struct px_decode *decodes; /* requests whose images are being decoded */
+    int n_decodes;
     uint64_t next_id;
     int ready;     /* /ready answers 200 */
     int loading;   /* the model is being loaded (sched is NULL) */
@@ -122,8 +124,9 @@ struct px_conn {
     int body_too_big;
     int status; /* status sent (for the access log) */
     px_dialect dialect;
-    int gemini_sse; /* Gemini stream: ?alt=sse (SSE events); else a JSON array */
-    px_stream *st;  /* generation in progress, if any */
+    int gemini_sse;           /* Gemini stream: ?alt=sse (SSE events); else a JSON array */
+    px_stream *st;            /* generation in progress, if any */
+    struct px_decode *decode; /* image decoding in progress, if any */
 };
 
 /* Queues a response (body copied) with status and content type; adds CORS,
@@ -133,6 +136,17 @@ enum MHD_Result px_respond(px_conn *c, int status, const char *ctype, const char
 enum MHD_Result px_respond_json(px_conn *c, int status, const char *json, size_t len);
 /* Queues an error in the connection's dialect (OpenAI or Google shape). */
 enum MHD_Result px_respond_error(px_conn *c, const px_api_error *e);
+
+/* decode.c: starts a parsed request whose images still need decoding (on
+ * a worker thread, the connection suspended), then the generation; without
+ * such images it is px_stream_start. Takes ownership of areq. */
+typedef struct px_decode px_decode;
+enum MHD_Result px_decode_start(px_server *s, px_conn *c, px_api_req *areq);
+/* The access handler's call after a decode resumed the connection. */
+enum MHD_Result px_decode_resumed(px_server *s, px_conn *c);
+/* Shutdown: resumes the connections of decodes still running (before
+ * stopping MHD); they are answered 503. */
+void px_decode_detach_all(px_server *s);
 
 /* Starts a generation for a parsed request (takes ownership of areq); the
  * answer takes c->dialect's shape (and c->gemini_sse's framing). */
