@@ -218,11 +218,18 @@ int px_api_json_parse(const char *body, size_t len, cJSON **out, px_api_error *e
      * cJSON 1.7 also reads a malformed "\uX000" as U+0000 (its hex parser
      * returns 0 on a bad digit), so every \u must have four hex digits. A
      * backslash always escapes the next byte: skipping it keeps "\\u0000"
-     * (an escaped backslash, then text) apart from "\u0000". */
+     * (an escaped backslash, then text) apart from "\u0000". cJSON also
+     * takes raw control bytes inside strings, which JSON forbids (RFC 8259
+     * section 7): they are refused too, tracking quotes for that. */
+    int in_str = 0;
     for (size_t i = 0; i < len; i++) {
         if (body[i] == '\0')
             return px_api_fail(e, 400, "invalid_request_error", NULL, NULL,
                                "the request body contains a NUL byte (offset %zu)", i);
+        if (body[i] == '"') in_str = !in_str;
+        if (in_str && (unsigned char)body[i] < 0x20)
+            return px_api_fail(e, 400, "invalid_request_error", NULL, NULL,
+                               "unescaped control character in a string (offset %zu)", i);
         if (body[i] != '\\' || i + 1 >= len) continue;
         if (body[i + 1] == 'u') {
             int zero = 1;

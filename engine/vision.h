@@ -55,14 +55,30 @@ int px_vision_preprocess(const px_vision *v, const uint8_t *rgb, int w, int h, f
 int px_vision_encode(px_vision *v, const float *pixels, float *out, char *err, size_t errlen);
 
 /* Split encoding, so a scheduler can interleave an image with decode steps:
- * px_vision_encode_begin embeds the patches of pixels (3, S, S); each
- * px_vision_encode_step then runs one encoder block and returns 1, and the
- * last step (n_layer + 1 steps in all) writes out (n_tokens_out,
- * n_embd_out) and returns 0. Negative PX_E* on error (the image is then
- * abandoned). One image in flight per px_vision; begin again restarts.
- * px_vision_encode is begin plus every step. */
+ * px_vision_encode_begin takes the image pixels (3, S, S) (copied: the
+ * caller may free them on return); each px_vision_encode_step then runs
+ * the next piece of the tower and returns 1, and the last step writes out
+ * (n_tokens_out, n_embd_out) and returns 0. Negative PX_E* on error (the
+ * image is then abandoned). One image in flight per px_vision; begin again
+ * restarts. px_vision_encode is begin plus every step. Whatever the step
+ * size, the output has the same bits.
+ * step_rows 0 (the default): begin embeds the patches and a step is one
+ * encoder block (n_layer + 1 steps). */
 int px_vision_encode_begin(px_vision *v, const float *pixels, char *err, size_t errlen);
 int px_vision_encode_step(px_vision *v, float *out, char *err, size_t errlen);
+
+/* Sets the step size for the images begun after it. rows > 0, rounded up to
+ * a multiple of 256 (at most one chunk of all patches): begin only copies
+ * the image, and a step is one phase for one chunk of `rows` patch rows:
+ * the patch embedding, then per block LN1 + Q/K/V, attention of the chunk's
+ * queries, output projection + MLP; the last step pools and projects. The
+ * longest step's time then scales with rows, not with the image. rows <= 0:
+ * one block per step. */
+void px_vision_set_step_rows(px_vision *v, int rows);
+/* Steps per image at the current step_rows, the final one included: n_layer
+ * + 1 for rows 0, else n_chunk * (1 + 3 * n_layer) + 1 (n_chunk = patches
+ * / rows, rounded up). */
+int px_vision_steps_total(const px_vision *v);
 
 /* --- random mmproj files (engine/vision_mk.c): tools and tests ---
  * Writes the keys and tensors of llama.cpp's gemma3 mmproj with

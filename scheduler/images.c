@@ -28,6 +28,9 @@ int px__images_init(px_sched *s, char *err, size_t errlen) {
                        vc->n_tokens_out, mc->sliding_window);
     s->img_tokens = vc->n_tokens_out;
     s->img_embd = vc->n_embd_out;
+    /* Steps of 256 patch rows: at Gemma 3 4B's size a step is a few tenths
+     * of a second at most (a whole block would be seconds). */
+    px_vision_set_step_rows(s->o.vision, 256);
     size_t S = (size_t)vc->image_size;
     s->img_pixels = malloc(sizeof(float) * 3 * S * S);
     s->img_out = malloc(sizeof(float) * (size_t)s->img_tokens * (size_t)s->img_embd);

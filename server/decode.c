@@ -57,11 +57,24 @@ static void decode_done(uv_work_t *req, int status) {
     px_http_run(s);
 }
 
+/* Decodes queued or running at once. libuv runs 4 at a time (its pool);
+ * each holds up to max_image_pixels x 3 bytes while it runs, and each queued
+ * one its compressed images. Beyond this, a request is told to retry (429)
+ * rather than waiting in an unbounded queue (attacks.md item 46). */
+#define MAX_DECODES 16
+
 enum MHD_Result px_decode_start(px_server *s, px_conn *c, px_api_req *areq) {
     int pending = 0;
     for (int i = 0; i < areq->n_images; i++)
         pending += areq->images[i].data != NULL;
     if (pending == 0) return px_stream_start(s, c, areq);
+    if (s->n_decodes >= MAX_DECODES) {
+        px_api_req_free(areq);
+        px_api_error e;
+        px_api_fail(&e, 429, "rate_limit_error", NULL, NULL,
+                    "too many images are being decoded; retry later");
+        return px_respond_error(c, &e);
+    }
     px_decode *j = calloc(1, sizeof *j);
     if (!j) {
         px_api_req_free(areq);

@@ -101,7 +101,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         if (!c->body_too_big) {
             size_t need = c->body_len + *upload_size;
             if (need > (size_t)s->cfg->max_body_bytes) {
+                /* Stop at the cap, not at the body's end: a chunked body
+                 * may never end. MHD 0.9.75 refuses a reply queued
+                 * mid-upload (newer ones send it and close); on refusal
+                 * MHD_NO closes the connection. Either way no more of the
+                 * body is read. */
                 c->body_too_big = 1;
+                free(c->body);
+                c->body = NULL;
+                c->body_len = c->body_cap = 0;
+                *upload_size = 0;
+                px_api_error e;
+                px_api_fail(&e, 413, "invalid_request_error", NULL, NULL,
+                            "request body larger than %lld bytes",
+                            (long long)s->cfg->max_body_bytes);
+                return px_respond_error(c, &e);
             } else {
                 if (need + 1 > c->body_cap) {
                     size_t cap = c->body_cap ? c->body_cap : 4096;

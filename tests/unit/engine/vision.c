@@ -1,6 +1,7 @@
 /* vision.c — tests of engine/vision.c: mmproj loading and its refusals,
- * preprocessing of a known image, and the encoder's output shape,
- * finiteness and determinism. (Numerical correctness against numpy lives in
+ * preprocessing of a known image, the encoder's output shape, finiteness
+ * and determinism, and split encoding (any step size gives the one-pass
+ * bits; step counts; restarts). (Numerical correctness against numpy lives in
  * tests/reference/check-reference.sh.) */
 #include <math.h>
 #include <stdlib.h>
@@ -200,6 +201,168 @@ START_TEST(test_encode_shape_determinism) {
 }
 END_TEST
 
+/* ---- split encoding ----------------------------------------------------- */
+
+/* A tower with 24 x 24 = 576 patches (image 168, patch 7), so 256-row chunks
+ * give 3 chunks per phase, the last one partial; Q8_0 blocks. */
+static char *write_multichunk(void) {
+    px_vision_mk_opts o;
+    px_vision_mk_opts_tiny(&o);
+    o.image_size = 168;
+    o.patch_size = 7;
+    o.scale_factor = 4; /* 6 x 6 = 36 tokens */
+    o.wtype = PX_DTYPE_Q8_0;
+    char *path = px_test_tmpfile(".gguf");
+    char err[256];
+    ck_assert_msg(px_vision_mk_write(&o, path, err, sizeof err) == 0, "%s", err);
+    return path;
+}
+
+/* Runs begin and steps to the end, counting the steps (the final one
+ * included); every step but the last must return 1. */
+static int encode_steps(px_vision *v, const float *pix, float *out) {
+    char err[256];
+    ck_assert_msg(px_vision_encode_begin(v, pix, err, sizeof err) == 0, "%s", err);
+    int n = 0, rc;
+    while ((rc = px_vision_encode_step(v, out, err, sizeof err)) == 1)
+        ck_assert_int_lt(++n, 100000);
+    ck_assert_msg(rc == 0, "step %d: %s", n, err);
+    return n + 1;
+}
+
+typedef struct split_case {
+    int rows;  /* passed to px_vision_set_step_rows */
+    int steps; /* steps it must take, the final one included */
+} split_case;
+
+/* Every step size must give the bits of px_vision_encode, in exactly the
+ * number of steps px_vision_steps_total announces. */
+static void check_split(const char *path, int n_threads, const split_case *cases, int n_cases) {
+    px_pool *pool = px_pool_create(n_threads);
+    char err[512];
+    px_vision *v = px_vision_load(path, pool, err, sizeof err);
+    ck_assert_msg(v != NULL, "%s", err);
+    const px_vision_config *c = px_vision_config_get(v);
+    size_t n = (size_t)c->n_tokens_out * (size_t)c->n_embd_out;
+    size_t n_pix = 3 * (size_t)c->image_size * (size_t)c->image_size;
+    float *pix = malloc(sizeof(float) * n_pix);
+    float *ref = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * (n + 1));
+    px_test_fill_random(pix, n_pix, 3);
+    ck_assert_msg(px_vision_encode(v, pix, ref, err, sizeof err) == 0, "%s", err);
+    double rms = 0;
+    for (size_t i = 0; i < n; i++)
+        rms += (double)ref[i] * ref[i];
+    ck_assert(rms / (double)n > 1e-3); /* not all zero */
+    for (int k = 0; k < n_cases; k++) {
+        px_vision_set_step_rows(v, cases[k].rows);
+        ck_assert_int_eq(px_vision_steps_total(v), cases[k].steps);
+        memset(out, 0, sizeof(float) * n);
+        out[n] = 12345.0f;
+        ck_assert_int_eq(encode_steps(v, pix, out), cases[k].steps);
+        ck_assert_msg(memcmp(out, ref, sizeof(float) * n) == 0, "rows %d: output differs",
+                      cases[k].rows);
+        ck_assert_float_eq(out[n], 12345.0f);
+        ck_assert_int_lt(px_vision_encode_step(v, out, err, sizeof err), 0); /* finished */
+    }
+    free(pix);
+    free(ref);
+    free(out);
+    px_vision_free(v);
+    px_pool_destroy(pool);
+}
+
+/* Tiny tower: 16 patches, 2 blocks, so any rows > 0 is one chunk: embed 1
+ * + 3 phases x 2 blocks + finish 1 = 8 steps. */
+START_TEST(test_split_tiny_same_bits) {
+    char *path = write_tiny(NULL, NULL, NULL);
+    const split_case cases[] = {{0, 3}, {1, 8}, {255, 8}, {256, 8}, {1 << 30, 8}, {-7, 3}};
+    check_split(path, 1, cases, (int)PX_ARRAY_LEN(cases));
+    check_split(path, 2, cases, (int)PX_ARRAY_LEN(cases));
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+/* 576 patches: rows round up to 256 (3 chunks: 3 x (1 + 3 x 2) + 1 = 22
+ * steps), 512 (2 chunks: 15) or cover the image (8). Attention run for a
+ * chunk before every row's K and V exist, or over the chunk's keys only,
+ * changes the bits. */
+START_TEST(test_split_multichunk_same_bits) {
+    char *path = write_multichunk();
+    const split_case cases[] = {{1, 22},   {256, 22}, {257, 15}, {300, 15},
+                                {512, 15}, {513, 8},  {576, 8},  {0, 3}};
+    check_split(path, 2, cases, (int)PX_ARRAY_LEN(cases));
+    check_split(path, 1, cases, 3);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+/* Begin in the middle of an image abandons it: the next image's output is
+ * exactly its one-pass encoding. A step size set mid-image applies from the
+ * next begin on. */
+START_TEST(test_split_restart) {
+    char *path = write_multichunk();
+    px_pool *pool = px_pool_create(2);
+    char err[512];
+    px_vision *v = px_vision_load(path, pool, err, sizeof err);
+    ck_assert_msg(v != NULL, "%s", err);
+    const px_vision_config *c = px_vision_config_get(v);
+    size_t n = (size_t)c->n_tokens_out * (size_t)c->n_embd_out;
+    size_t n_pix = 3 * (size_t)c->image_size * (size_t)c->image_size;
+    float *pa = malloc(sizeof(float) * n_pix), *pb = malloc(sizeof(float) * n_pix);
+    float *ra = malloc(sizeof(float) * n), *rb = malloc(sizeof(float) * n);
+    float *out = malloc(sizeof(float) * n);
+    px_test_fill_random(pa, n_pix, 11);
+    px_test_fill_random(pb, n_pix, 12);
+    ck_assert_msg(px_vision_encode(v, pa, ra, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(px_vision_encode(v, pb, rb, err, sizeof err) == 0, "%s", err);
+    ck_assert(memcmp(ra, rb, sizeof(float) * n) != 0);
+    /* Stepping with nothing begun fails, in either mode. */
+    ck_assert_int_eq(px_vision_encode_step(v, out, err, sizeof err), PX_EINVAL);
+    px_vision_set_step_rows(v, 256);
+    ck_assert_int_eq(px_vision_encode_step(v, out, err, sizeof err), PX_EINVAL);
+    /* Abandon A at each of several points (in the embedding, in block 0's
+     * QKV, attention and MLP, in block 1) and encode B from scratch. */
+    const int stops[] = {1, 4, 7, 9, 12, 20};
+    for (size_t s = 0; s < PX_ARRAY_LEN(stops); s++) {
+        ck_assert_int_eq(px_vision_encode_begin(v, pa, err, sizeof err), 0);
+        for (int i = 0; i < stops[s]; i++)
+            ck_assert_int_eq(px_vision_encode_step(v, out, err, sizeof err), 1);
+        ck_assert_int_eq(encode_steps(v, pb, out), 22);
+        ck_assert(memcmp(out, rb, sizeof(float) * n) == 0);
+    }
+    /* Step size changed mid-image: this image keeps its 22 steps, the next
+     * one takes 3. */
+    ck_assert_int_eq(px_vision_encode_begin(v, pa, err, sizeof err), 0);
+    ck_assert_int_eq(px_vision_encode_step(v, out, err, sizeof err), 1);
+    px_vision_set_step_rows(v, 0);
+    ck_assert_int_eq(px_vision_steps_total(v), 3);
+    int steps = 1;
+    while (px_vision_encode_step(v, out, err, sizeof err) == 1)
+        steps++;
+    ck_assert_int_eq(steps + 1, 22);
+    ck_assert(memcmp(out, ra, sizeof(float) * n) == 0);
+    ck_assert_int_eq(encode_steps(v, pb, out), 3);
+    ck_assert(memcmp(out, rb, sizeof(float) * n) == 0);
+    /* Abandoned in block mode, restarted in chunk mode. */
+    ck_assert_int_eq(px_vision_encode_begin(v, pb, err, sizeof err), 0);
+    ck_assert_int_eq(px_vision_encode_step(v, out, err, sizeof err), 1);
+    px_vision_set_step_rows(v, 512);
+    ck_assert_int_eq(encode_steps(v, pa, out), 15);
+    ck_assert(memcmp(out, ra, sizeof(float) * n) == 0);
+    free(pa);
+    free(pb);
+    free(ra);
+    free(rb);
+    free(out);
+    px_vision_free(v);
+    px_pool_destroy(pool);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
 Suite *px_suite_vision(void) {
     Suite *s = suite_create("vision");
     TCase *tc = tcase_create("vision");
@@ -210,6 +373,10 @@ Suite *px_suite_vision(void) {
     tcase_add_test(tc, test_load_not_found);
     tcase_add_test(tc, test_preprocess_known);
     tcase_add_test(tc, test_encode_shape_determinism);
+    tcase_add_test(tc, test_split_tiny_same_bits);
+    tcase_add_test(tc, test_split_multichunk_same_bits);
+    tcase_add_test(tc, test_split_restart);
+    tcase_set_timeout(tc, 60); /* about 40 small encodes; slow under ASan */
     suite_add_tcase(s, tc);
     return s;
 }
