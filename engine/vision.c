@@ -41,6 +41,8 @@
 /* Query rows per attention task: scores scratch is QBLK * n_patch floats
  * per worker. */
 #define QBLK 128
+/* Heads per attention step of split encoding (its longest phase). */
+#define HEADS_PER_STEP 4
 /* A matmul task: TILE_ROWS weight rows (dequantized once per task) times
  * TOK_BLK tokens, sizes fixed so every output element comes from the same
  * sgemm shape whatever the thread count. Large enough that OpenBLAS's
@@ -97,6 +99,7 @@ struct px_vision {
     int phase;     /* next phase (enum phase), PH_IDLE when no image is in flight */
     int layer;     /* block of the next phase */
     int row;       /* first patch row of the next chunk */
+    int head;      /* first head of the next attention step */
     float **vecs;  /* every owned float vector, freed at end */
     int n_vecs;
 };
@@ -596,6 +599,7 @@ static inline float *at(float *buf, int r, int n) {
 typedef struct attnjob {
     px_vision *v;
     int qb0, nqb; /* query blocks qb0 .. qb0 + nqb - 1 */
+    int h0, nh;   /* heads h0 .. h0 + nh - 1 */
     atomic_int next;
 } attnjob;
 
@@ -607,11 +611,11 @@ static void attn_run(void *arg, int ith, int nth) {
     attnjob *j = arg;
     px_vision *v = j->v;
     int np = v->n_patch, E = v->cfg.n_embd, hd = v->head_dim;
-    int n_task = j->nqb * v->cfg.n_head;
+    int n_task = j->nqb * j->nh;
     float *S = v->scores + (size_t)ith * QBLK * (size_t)np;
     float scale = 1.0f / sqrtf((float)hd);
     for (int t; (t = atomic_fetch_add(&j->next, 1)) < n_task;) {
-        int h = t / j->nqb, q0 = (j->qb0 + t % j->nqb) * QBLK, nq = PX_MIN(QBLK, np - q0);
+        int h = j->h0 + t / j->nqb, q0 = (j->qb0 + t % j->nqb) * QBLK, nq = PX_MIN(QBLK, np - q0);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, np, hd, scale,
                     v->q + (size_t)q0 * E + (size_t)h * hd, E, v->k + (size_t)h * hd, E, 0.0f, S,
                     np);
@@ -718,8 +722,12 @@ static int qkv_rows(px_vision *v, const vlayer *L, int r0, int r1, char *err, si
 }
 
 /* att rows = attention of query rows [r0, r1) over every key. */
-static void attn_rows(px_vision *v, int r0, int r1) {
-    attnjob aj = {.v = v, .qb0 = r0 / QBLK, .nqb = (r1 + QBLK - 1) / QBLK - r0 / QBLK};
+static void attn_rows(px_vision *v, int r0, int r1, int h0, int h1) {
+    attnjob aj = {.v = v,
+                  .qb0 = r0 / QBLK,
+                  .nqb = (r1 + QBLK - 1) / QBLK - r0 / QBLK,
+                  .h0 = h0,
+                  .nh = h1 - h0};
     atomic_init(&aj.next, 0);
     px_pool_run(v->pool, attn_run, &aj);
 }
@@ -751,7 +759,8 @@ int px_vision_steps_total(const px_vision *v) {
     if (!v) return 0;
     if (v->step_rows == 0) return v->cfg.n_layer + 1;
     int n_chunk = (v->n_patch + v->step_rows - 1) / v->step_rows;
-    return n_chunk * (1 + 3 * v->cfg.n_layer) + 1;
+    int attn_steps = (v->cfg.n_head + HEADS_PER_STEP - 1) / HEADS_PER_STEP;
+    return n_chunk * (1 + (2 + attn_steps) * v->cfg.n_layer) + 1;
 }
 
 int px_vision_encode_begin(px_vision *v, const float *pixels, char *err, size_t errlen) {
@@ -774,6 +783,7 @@ int px_vision_encode_begin(px_vision *v, const float *pixels, char *err, size_t 
     v->run_rows = v->step_rows;
     v->layer = 0;
     v->row = 0;
+    v->head = 0;
     v->phase = PH_EMBED;
     if (v->run_rows == 0) { /* one block per step: the embedding is begin's */
         int rc = embed_rows(v, 0, v->n_patch, err, errlen);
@@ -827,11 +837,18 @@ static int step_chunk(px_vision *v, char *err, size_t errlen) {
     case PH_QKV:
         rc = qkv_rows(v, L, r0, r1, err, errlen);
         if (rc < 0 || v->run_rows) break;
-        attn_rows(v, r0, r1);
+        attn_rows(v, r0, r1, 0, v->cfg.n_head);
         rc = mlp_rows(v, L, r0, r1, err, errlen);
         v->phase = PH_MLP; /* the block is done */
         break;
-    case PH_ATTN: attn_rows(v, r0, r1); break;
+    case PH_ATTN: {
+        /* A few heads per step: attention is the longest phase. */
+        int h1 = PX_MIN(v->cfg.n_head, v->head + HEADS_PER_STEP);
+        attn_rows(v, r0, r1, v->head, h1);
+        v->head = h1 < v->cfg.n_head ? h1 : 0;
+        if (v->head) return 0; /* same chunk, next heads */
+        break;
+    }
     case PH_MLP: rc = mlp_rows(v, L, r0, r1, err, errlen); break;
     default: assert(0 && "no phase to step");
     }

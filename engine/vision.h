@@ -71,13 +71,14 @@ int px_vision_encode_step(px_vision *v, float *out, char *err, size_t errlen);
  * a multiple of 256 (at most one chunk of all patches): begin only copies
  * the image, and a step is one phase for one chunk of `rows` patch rows:
  * the patch embedding, then per block LN1 + Q/K/V, attention of the chunk's
- * queries, output projection + MLP; the last step pools and projects. The
+ * queries (4 heads a step), output projection + MLP; the last step pools
+ * and projects. The
  * longest step's time then scales with rows, not with the image. rows <= 0:
  * one block per step. */
 void px_vision_set_step_rows(px_vision *v, int rows);
 /* Steps per image at the current step_rows, the final one included: n_layer
- * + 1 for rows 0, else n_chunk * (1 + 3 * n_layer) + 1 (n_chunk = patches
- * / rows, rounded up). */
+ * + 1 for rows 0, else n_chunk * (1 + (2 + ceil(n_head / 4)) * n_layer) + 1
+ * (n_chunk = patches / rows, rounded up). */
 int px_vision_steps_total(const px_vision *v);
 
 /* --- random mmproj files (engine/vision_mk.c): tools and tests ---

@@ -165,6 +165,18 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_ct
         s->counters.connections_open--;
 }
 
+/* At max_connections a new connection is closed at once. libmicrohttpd's
+ * own limit would instead stop accepting, leaving the excess waiting in the
+ * listen backlog until it times out; a fast refusal lets a client or a load
+ * balancer go elsewhere (attacks.md item 6). MHD's limit stays as a
+ * ceiling above ours. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    (void)addr;
+    (void)addrlen;
+    px_server *s = cls;
+    return s->counters.connections_open < (uint64_t)s->cfg->max_connections ? MHD_YES : MHD_NO;
+}
+
 int px_http_start(px_server *s, char *err, size_t errlen) {
     px_config *cfg = s->cfg;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
@@ -192,9 +204,9 @@ int px_http_start(px_server *s, char *err, size_t errlen) {
         }
     }
     s->mhd = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED,
+        flags, (uint16_t)cfg->port, on_accept, s, on_request, s, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + 64, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->header_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
         listen_fd >= 0 ? (void *)(intptr_t)listen_fd : (void *)addr, MHD_OPTION_END);

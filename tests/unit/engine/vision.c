@@ -205,9 +205,10 @@ END_TEST
 
 /* A tower with 24 x 24 = 576 patches (image 168, patch 7), so 256-row chunks
  * give 3 chunks per phase, the last one partial; Q8_0 blocks. */
-static char *write_multichunk(void) {
+static char *write_multichunk(int n_head) {
     px_vision_mk_opts o;
     px_vision_mk_opts_tiny(&o);
+    o.n_head = n_head;
     o.image_size = 168;
     o.patch_size = 7;
     o.scale_factor = 4; /* 6 x 6 = 36 tokens */
@@ -288,11 +289,18 @@ END_TEST
  * chunk before every row's K and V exist, or over the chunk's keys only,
  * changes the bits. */
 START_TEST(test_split_multichunk_same_bits) {
-    char *path = write_multichunk();
+    char *path = write_multichunk(4);
     const split_case cases[] = {{1, 22},   {256, 22}, {257, 15}, {300, 15},
                                 {512, 15}, {513, 8},  {576, 8},  {0, 3}};
     check_split(path, 2, cases, (int)PX_ARRAY_LEN(cases));
     check_split(path, 1, cases, 3);
+    unlink(path);
+    free(path);
+    /* 16 heads: attention in 4 steps of 4 heads per chunk, so 3 x (1 + 6 x
+     * 2) + 1 = 40 steps at 256 rows; still the same bits. */
+    path = write_multichunk(16);
+    const split_case heads[] = {{256, 40}, {576, 14}, {0, 3}};
+    check_split(path, 2, heads, (int)PX_ARRAY_LEN(heads));
     unlink(path);
     free(path);
 }
@@ -302,7 +310,7 @@ END_TEST
  * exactly its one-pass encoding. A step size set mid-image applies from the
  * next begin on. */
 START_TEST(test_split_restart) {
-    char *path = write_multichunk();
+    char *path = write_multichunk(4);
     px_pool *pool = px_pool_create(2);
     char err[512];
     px_vision *v = px_vision_load(path, pool, err, sizeof err);
