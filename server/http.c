@@ -251,6 +251,7 @@ enum MHD_Result px_respond(px_conn *c, int status, const char *ctype, const char
     if (c->srv->cfg->cors_origin)
         MHD_add_response_header(r, "Access-Control-Allow-Origin", c->srv->cfg->cors_origin);
     if (status == 429 || status == 503) MHD_add_response_header(r, "Retry-After", "1");
+    if (c->srv->draining) MHD_add_response_header(r, "Connection", "close");
     if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c->mc, (unsigned)status, r);
     MHD_destroy_response(r);

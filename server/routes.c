@@ -288,10 +288,6 @@ static enum MHD_Result handle_gemini(px_server *s, px_conn *c, const match *m) {
                     m->model, m->ver, m->action);
         return px_respond_error(c, &e);
     }
-    if (gm != PX_GEMINI_COUNT && s->draining) {
-        px_api_fail(&e, 503, "unavailable_error", NULL, NULL, "the server is shutting down");
-        return px_respond_error(c, &e);
-    }
     px_api_req areq;
     if (px_api_gemini_parse(gm, m->model, c->body, c->body_len, &s->api, &areq, &e) < 0)
         return px_respond_error(c, &e);
@@ -368,10 +364,6 @@ enum MHD_Result px_route(px_server *s, px_conn *c) {
     case R_GEMINI_ACTION: return handle_gemini(s, c, &m);
     case R_CHAT:
     case R_COMPLETIONS: {
-        if (s->draining) {
-            px_api_fail(&e, 503, "unavailable_error", NULL, NULL, "the server is shutting down");
-            return px_respond_error(c, &e);
-        }
         px_api_req areq;
         if (px_api_openai_parse(m.id == R_CHAT ? PX_API_CHAT : PX_API_COMPLETION, c->body,
                                 c->body_len, &s->api, &areq, &e) < 0)

@@ -534,6 +534,7 @@ enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq) {
                             json_array ? "application/json" : "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    if (s->draining) MHD_add_response_header(resp, "Connection", "close");
     if (s->cfg->cors_origin)
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", s->cfg->cors_origin);
     enum MHD_Result ret = MHD_queue_response(c->mc, 200, resp);
