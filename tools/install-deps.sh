@@ -7,7 +7,7 @@ SUDO=""
 PKGS="build-essential autoconf automake libtool pkg-config
       libmicrohttpd-dev libuv1-dev libcjson-dev libopenblas-dev libjemalloc-dev check libinih-dev libsystemd-dev
       libpng-dev libjpeg62-turbo-dev libwebp-dev libgif-dev
-      python3 python3-numpy clang libclang-rt-14-dev curl"
+      python3 python3-numpy clang libclang-rt-14-dev curl nginx-light haproxy"
 # Node.js may come from elsewhere (with its own npm): install Debian's only if absent.
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
