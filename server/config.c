@@ -57,7 +57,7 @@ static const key keys[] = {
     {"max_body_bytes", "server", T_SIZE, OFF(max_body_bytes), 1024, INT64_C(1) << 32, false, "32M",
      NULL, "SIZE", "largest request body (413 above); K, M, G suffixes"},
     {"header_timeout_s", "server", T_INT, OFF(header_timeout_s), 1, 3600, false, "30", NULL, "SEC",
-     "idle connection and header/body read timeout"},
+     "idle connection and header/body read timeout; a request's headers must all arrive within it"},
     {"request_timeout_s", "server", T_INT, OFF(request_timeout_s), 1, 86400, false, "600", NULL,
      "SEC", "default deadline of a request, queueing to last token"},
     {"max_request_timeout_s", "server", T_INT, OFF(max_request_timeout_s), 1, 86400, false, "3600",

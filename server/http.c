@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -18,9 +19,46 @@
 
 static void arm_timer(px_server *s);
 
+/* Each connection's header deadline. MHD's timeout is per read, so a
+ * client sending one header byte just under it would hold a connection
+ * forever (slowloris, attacks.md item 5): a request's headers must all
+ * arrive within header_timeout_s of the connection or of the previous
+ * request's end. Past that the socket is shut down and MHD, seeing the
+ * end of the stream, closes the connection. One HTTP server per process:
+ * the list is the loop thread's. */
+typedef struct hconn {
+    struct MHD_Connection *mc;
+    double since;   /* accepted, or the previous request ended */
+    int in_request; /* headers received: the deadline no longer applies */
+    struct hconn *prev, *next;
+} hconn;
+static hconn *g_hconns;
+
+static void cut_slow_headers(px_server *s) {
+    static double last;
+    double now = px_now();
+    if (now - last < 0.25) return;
+    last = now;
+    double limit = (double)s->cfg->header_timeout_s;
+    for (hconn *h = g_hconns; h; h = h->next) {
+        if (h->in_request || now - h->since < limit) continue;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(h->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci) shutdown(ci->connect_fd, SHUT_RDWR);
+        h->in_request = 1; /* once */
+    }
+}
+
+static hconn *hconn_of(struct MHD_Connection *mc) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 void px_http_run(px_server *s) {
     if (!s->mhd) return;
     MHD_run(s->mhd);
+    cut_slow_headers(s);
     arm_timer(s);
 }
 
@@ -56,6 +94,30 @@ static int copy_path(char *dst, size_t cap, const char *url) {
     return 0;
 }
 
+/* Connections past max_connections kept for probes: one there may ask
+ * only /health, /ready or /metrics (others get 503), so that a load
+ * balancer still sees the process while clients hold every slot. */
+#define PROBE_RESERVE 8
+
+/* Past max_connections + PROBE_RESERVE a new connection is closed at once.
+ * libmicrohttpd's own limit would instead stop accepting, leaving the excess
+ * waiting in the listen backlog until it times out; a fast refusal lets a
+ * client or a load balancer go elsewhere (attacks.md item 6). MHD's limit
+ * stays as a ceiling above ours. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    (void)addr;
+    (void)addrlen;
+    px_server *s = cls;
+    return s->counters.connections_open < (uint64_t)s->cfg->max_connections + PROBE_RESERVE
+               ? MHD_YES
+               : MHD_NO;
+}
+
+static int is_probe(const char *path) {
+    return strcmp(path, "/health") == 0 || strcmp(path, "/ready") == 0 ||
+           strcmp(path, "/metrics") == 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls) {
@@ -69,6 +131,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->mc = mc;
         c->id = ++s->next_id;
         c->t_start = now_s();
+        hconn *h = hconn_of(mc);
+        if (h) h->in_request = 1;
         snprintf(c->method, sizeof c->method, "%s", method);
         *con_cls = c;
         s->counters.requests_total++;
@@ -76,6 +140,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         if (copy_path(c->path, sizeof c->path, url) < 0) {
             px_api_error e;
             px_api_fail(&e, 414, "invalid_request_error", NULL, NULL, "request URI too long");
+            return px_respond_error(c, &e);
+        }
+        if (s->counters.connections_open > (uint64_t)s->cfg->max_connections &&
+            !is_probe(c->path)) {
+            px_api_error e;
+            px_api_fail(&e, 503, "unavailable_error", NULL, NULL,
+                        "too many open connections; retry later");
             return px_respond_error(c, &e);
         }
         /* Refuse an announced oversized body before reading it (and before
@@ -146,8 +217,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)mc;
     px_server *s = cls;
+    hconn *h = hconn_of(mc);
+    if (h) { /* a kept-alive connection's next request starts its clock now */
+        h->in_request = 0;
+        h->since = px_now();
+    }
     px_conn *c = *con_cls;
     if (!c) return;
     *con_cls = NULL;
@@ -156,25 +231,30 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode code) {
-    (void)mc;
-    (void)socket_ctx;
     px_server *s = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         s->counters.connections_open++;
-    else if (s->counters.connections_open > 0)
-        s->counters.connections_open--;
-}
-
-/* At max_connections a new connection is closed at once. libmicrohttpd's
- * own limit would instead stop accepting, leaving the excess waiting in the
- * listen backlog until it times out; a fast refusal lets a client or a load
- * balancer go elsewhere (attacks.md item 6). MHD's limit stays as a
- * ceiling above ours. */
-static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
-    (void)addr;
-    (void)addrlen;
-    px_server *s = cls;
-    return s->counters.connections_open < (uint64_t)s->cfg->max_connections ? MHD_YES : MHD_NO;
+        hconn *h = calloc(1, sizeof *h);
+        if (h) { /* without one the connection has MHD's idle timeout only */
+            h->mc = mc;
+            h->since = px_now();
+            h->next = g_hconns;
+            if (g_hconns) g_hconns->prev = h;
+            g_hconns = h;
+        }
+        *socket_ctx = h;
+        return;
+    }
+    if (s->counters.connections_open > 0) s->counters.connections_open--;
+    hconn *h = *socket_ctx;
+    if (!h) return;
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        g_hconns = h->next;
+    if (h->next) h->next->prev = h->prev;
+    free(h);
+    *socket_ctx = NULL;
 }
 
 int px_http_start(px_server *s, char *err, size_t errlen) {
@@ -206,8 +286,9 @@ int px_http_start(px_server *s, char *err, size_t errlen) {
     s->mhd = MHD_start_daemon(
         flags, (uint16_t)cfg->port, on_accept, s, on_request, s, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + 64, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->header_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + PROBE_RESERVE + 64,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->header_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
         listen_fd >= 0 ? (void *)(intptr_t)listen_fd : (void *)addr, MHD_OPTION_END);
     if (!s->mhd)
