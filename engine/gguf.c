@@ -297,6 +297,9 @@ static int parse_kvs(px_gguf *g, rd *r) {
         uint32_t type;
         snprintf(r->ctx, sizeof r->ctx, "metadata entry %lld", (long long)i);
         if ((rc = rd_str(r, &e->key, "key"))) return rc;
+        if (e->key.len == 0)
+            return px_fail(r->err, r->errlen, PX_EFORMAT, "metadata entry %lld has an empty key",
+                           (long long)i);
         snprintf(r->ctx, sizeof r->ctx, "metadata key '%s'",
                  show(nm, sizeof nm, e->key.ptr, e->key.len));
         int64_t *slot = index_slot(&g->kv_index, e->key.ptr, (size_t)e->key.len, kv_name, g);
