@@ -12,17 +12,32 @@
 #include "api/api.h"
 #include "api/openai.h"
 
+/* Cuts a UTF-8 sequence left incomplete at the end of s by a truncating
+ * snprintf (messages may quote client text). */
+static void trim_utf8_tail(char *s) {
+    size_t n = strlen(s), j = n;
+    while (j > 0 && n - j < 4 && ((unsigned char)s[j - 1] & 0xC0) == 0x80)
+        j--;
+    if (j > 0 && (unsigned char)s[j - 1] >= 0x80)
+        j--; /* the lead byte */
+    else if (j == n)
+        return; /* ends in ASCII */
+    if (px_api_utf8_seq(s + j, n - j) != n - j) s[j] = '\0';
+}
+
 int px_api_fail(px_api_error *e, int status, const char *type, const char *code, const char *param,
                 const char *fmt, ...) {
     if (!e) return -1;
     e->status = status;
     e->type = type;
     e->code = code;
-    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    if ((size_t)snprintf(e->param, sizeof e->param, "%s", param ? param : "") >= sizeof e->param)
+        trim_utf8_tail(e->param);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    int k = vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    if (k >= (int)sizeof e->message) trim_utf8_tail(e->message);
     return -1;
 }
 

@@ -559,6 +559,12 @@ int px_api_gemini_parse(px_gemini_method m, const char *model, const char *body,
     if (rc == 0) rc = parse_config(cv.config, ctx->limits, out, e);
     if (rc == 0) rc = parse_conversation(&cv, ctx, out, e);
     if (rc == 0 && m != PX_GEMINI_COUNT) rc = check_context(ctx->limits, out, e);
+    if (rc == 0 && m == PX_GEMINI_COUNT && out->n_prompt > ctx->limits->max_prompt_tokens) {
+        /* Only counted past the limit: keep the px_api_req contract (prompt
+         * holds n_prompt ids) by keeping no ids at all. */
+        free(out->prompt);
+        out->prompt = NULL;
+    }
     cJSON_Delete(root);
     if (rc) {
         px_api_req_free(out);

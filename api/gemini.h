@@ -42,7 +42,8 @@ int px_api_gemini_method_from_name(const char *name, px_gemini_method *out);
  * with px_api_req_free) or returns -1 with e filled (out then owns nothing).
  * out->kind is PX_API_CHAT and out->stream is m == PX_GEMINI_STREAM.
  * countTokens takes {contents[]} or {generateContentRequest:{...}} (not
- * both); its count is out->n_prompt, and the context checks are skipped.
+ * both); its count is out->n_prompt, and the context checks are skipped
+ * (past max_prompt_tokens the ids are not kept: out->prompt is NULL).
  * generate/stream check the prompt and maxOutputTokens against the context
  * (400 INVALID_ARGUMENT); without maxOutputTokens the default of
  * limits->max_tokens_default applies, clamped to the context left. */

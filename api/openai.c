@@ -380,14 +380,22 @@ static int message_content(const cJSON *m, int i, int role, const px_api_ctx *ct
         const char *type;
         size_t tl;
         snprintf(param, sizeof param, "messages[%d].content[%d]", i, j);
-        if (!cJSON_IsObject(part))
+        if (!cJSON_IsObject(part)) {
+            px_buf_free(&b);
             return px_api_fail(e, 400, BAD, NULL, param, "content parts must be objects");
+        }
         snprintf(param, sizeof param, "messages[%d].content[%d].type", i, j);
-        if (str(member(part, "type"), param, &type, &tl, e)) return -1;
+        if (str(member(part, "type"), param, &type, &tl, e)) {
+            px_buf_free(&b);
+            return -1;
+        }
         px_chat_part *pp = &(*parts)[j];
         if (strcmp(type, "text") == 0) {
             snprintf(param, sizeof param, "messages[%d].content[%d].text", i, j);
-            if (str(member(part, "text"), param, &pp->text, &pp->len, e)) return -1;
+            if (str(member(part, "text"), param, &pp->text, &pp->len, e)) {
+                px_buf_free(&b);
+                return -1;
+            }
             pp->image = -1;
             if (px_buf_append(&b, pp->text, pp->len)) {
                 px_buf_free(&b);
