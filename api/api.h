@@ -112,6 +112,17 @@ typedef struct px_api_ctx {
                               * px_api_decode_images (on a worker thread) */
 } px_api_ctx;
 
+/* Field readers shared by the dialects' parsers (any cJSON item, NULL
+ * included): a JSON number in [lo, hi] (lo excluded when lo_open), an
+ * integer when is_int, judged as a double (never cJSON's valueint); a
+ * string as (pointer, length), valid UTF-8 (U+0000 cannot occur:
+ * px_api_json_parse refuses it). Otherwise -1 with a 400 naming param. */
+struct cJSON;
+int px_api_num(const struct cJSON *it, const char *param, double lo, double hi, int lo_open,
+               int is_int, double *out, px_api_error *e);
+int px_api_str(const struct cJSON *it, const char *param, const char **s, size_t *n,
+               px_api_error *e);
+
 /* Parses a request body (not NUL-terminated, len bytes) into a cJSON tree
  * (free with cJSON_Delete). Rejects with 400: an empty body, a UTF-8 BOM,
  * raw NUL bytes and \u0000 escapes (cJSON would cut the string there),

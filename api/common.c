@@ -1,6 +1,7 @@
 /* api/common.c — pieces shared by the API dialects: client errors, limits,
  * request teardown, the output buffer, UTF-8 checks and JSON string
  * escaping. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -287,5 +288,37 @@ int px_api_json_parse(const char *body, size_t len, cJSON **out, px_api_error *e
                            "the request body must be a JSON object");
     }
     *out = root;
+    return 0;
+}
+
+int px_api_num(const cJSON *it, const char *param, double lo, double hi, int lo_open, int is_int,
+               double *out, px_api_error *e) {
+    if (!cJSON_IsNumber(it))
+        return px_api_fail(e, 400, "invalid_request_error", NULL, param, "'%s' must be %s", param,
+                           is_int ? "an integer" : "a number");
+    double d = it->valuedouble;
+    if (!isfinite(d))
+        return px_api_fail(e, 400, "invalid_request_error", NULL, param, "'%s' is out of range",
+                           param);
+    if (is_int && d != floor(d))
+        return px_api_fail(e, 400, "invalid_request_error", NULL, param, "'%s' must be an integer",
+                           param);
+    if (d < lo || d > hi || (lo_open && d == lo))
+        return px_api_fail(e, 400, "invalid_request_error", NULL, param,
+                           "'%s' must be %s %.16g and at most %.16g", param,
+                           lo_open ? "greater than" : "at least", lo, hi);
+    *out = d;
+    return 0;
+}
+
+int px_api_str(const cJSON *it, const char *param, const char **s, size_t *n, px_api_error *e) {
+    if (!cJSON_IsString(it) || !it->valuestring)
+        return px_api_fail(e, 400, "invalid_request_error", NULL, param, "'%s' must be a string",
+                           param);
+    *s = it->valuestring;
+    *n = strlen(it->valuestring);
+    if (!px_api_utf8_valid(*s, *n))
+        return px_api_fail(e, 400, "invalid_request_error", NULL, param, "'%s' is not valid UTF-8",
+                           param);
     return 0;
 }

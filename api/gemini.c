@@ -65,35 +65,6 @@ static int field(const cJSON *obj, const char *where, const char *camel, const c
     return 0;
 }
 
-/* A number in [lo, hi] (lo excluded when lo_open), an integer when is_int. */
-static int num(const cJSON *it, const char *param, double lo, double hi, int lo_open, int is_int,
-               double *out, px_api_error *e) {
-    if (!cJSON_IsNumber(it))
-        return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be %s", param,
-                           is_int ? "an integer" : "a number");
-    double d = it->valuedouble;
-    if (!isfinite(d)) return px_api_fail(e, 400, BAD, NULL, param, "'%s' is out of range", param);
-    if (is_int && d != floor(d))
-        return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be an integer", param);
-    if (d < lo || d > hi || (lo_open && d == lo))
-        return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be %s %.16g and at most %.16g",
-                           param, lo_open ? "greater than" : "at least", lo, hi);
-    *out = d;
-    return 0;
-}
-
-/* A string as (pointer, length) after the UTF-8 check. U+0000 cannot occur
- * (px_api_json_parse refused it), so strlen is the decoded length. */
-static int str(const cJSON *it, const char *param, const char **s, size_t *n, px_api_error *e) {
-    if (!cJSON_IsString(it) || !it->valuestring)
-        return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be a string", param);
-    *s = it->valuestring;
-    *n = strlen(it->valuestring);
-    if (!px_api_utf8_valid(*s, *n))
-        return px_api_fail(e, 400, BAD, NULL, param, "'%s' is not valid UTF-8", param);
-    return 0;
-}
-
 /* --- generationConfig ------------------------------------------------------ */
 
 static int parse_stop(const cJSON *it, const px_api_limits *lim, px_api_req *r, px_api_error *e) {
@@ -115,7 +86,7 @@ static int parse_stop(const cJSON *it, const px_api_limits *lim, px_api_req *r, 
         const char *s;
         size_t n;
         pf(param, sizeof param, "%s[%d]", P, i);
-        if (str(c, param, &s, &n, e)) return -1;
+        if (px_api_str(c, param, &s, &n, e)) return -1;
         if (n == 0 || n > (size_t)lim->max_stop_len)
             return px_api_fail(e, 400, BAD, NULL, param,
                                "stop sequences must be 1 to %d bytes long", lim->max_stop_len);
@@ -137,7 +108,7 @@ static int gc_num(const cJSON *gc, const char *camel, const char *snake, double 
     if (!it) return 0;
     char param[64];
     pf(param, sizeof param, "generationConfig.%s", camel);
-    if (num(it, param, lo, hi, lo_open, is_int, out, e)) return -1;
+    if (px_api_num(it, param, lo, hi, lo_open, is_int, out, e)) return -1;
     *given = 1;
     return 0;
 }
@@ -200,7 +171,7 @@ static int parse_config(const cJSON *gc, const px_api_limits *lim, px_api_req *r
     if (it) {
         const char *s;
         size_t n;
-        if (str(it, "generationConfig.responseMimeType", &s, &n, e)) return -1;
+        if (px_api_str(it, "generationConfig.responseMimeType", &s, &n, e)) return -1;
         if (strcmp(s, "text/plain") != 0)
             return px_api_fail(e, 400, BAD, NULL, "generationConfig.responseMimeType",
                                "responseMimeType '%s' is not supported; only text/plain", s);
@@ -312,7 +283,7 @@ static int read_part(const cJSON *part, const char *where, const px_api_ctx *ctx
                            "'%s' must hold exactly one of text and inlineData", where);
     if (t) {
         pf(param, sizeof param, "%s.text", where);
-        return str(t, param, text, text_len, e);
+        return px_api_str(t, param, text, text_len, e);
     }
     pf(param, sizeof param, "%s.inlineData", where);
     if (!cJSON_IsObject(inl))
@@ -326,10 +297,10 @@ static int read_part(const cJSON *part, const char *where, const px_api_ctx *ctx
     size_t mime_len, b64_len;
     pf(sub, sizeof sub, "%s.mimeType", param);
     if (!mt) return px_api_fail(e, 400, BAD, NULL, sub, "'%s' is required", sub);
-    if (str(mt, sub, &mime, &mime_len, e)) return -1;
+    if (px_api_str(mt, sub, &mime, &mime_len, e)) return -1;
     pf(sub, sizeof sub, "%s.data", param);
     if (!data) return px_api_fail(e, 400, BAD, NULL, sub, "'%s' is required", sub);
-    if (str(data, sub, &b64, &b64_len, e)) return -1;
+    if (px_api_str(data, sub, &b64, &b64_len, e)) return -1;
     int k = px_api_add_image_b64(r, ctx, mime, b64, b64_len, param, e);
     if (k < 0) return -1;
     *image = k;
@@ -461,7 +432,7 @@ static int parse_conversation(const conv *cv, const px_api_ctx *ctx, px_api_req 
             const char *rs;
             size_t len;
             pf(where, sizeof where, "%s.role", param);
-            if (str(role, where, &rs, &len, e)) goto out;
+            if (px_api_str(role, where, &rs, &len, e)) goto out;
             if (strcmp(rs, "model") == 0) {
                 mrole = "assistant";
             } else if (len > 0 && strcmp(rs, "user") != 0) {

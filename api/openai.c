@@ -116,42 +116,12 @@ static const cJSON *member(const cJSON *obj, const char *name) {
     return cJSON_GetObjectItemCaseSensitive(obj, name);
 }
 
-/* Reads a number in [lo, hi] (lo excluded when lo_open), an integer when
- * is_int. Everything that is not a JSON number, or is not finite, fails. */
-static int num(const cJSON *it, const char *param, double lo, double hi, int lo_open, int is_int,
-               double *out, px_api_error *e) {
-    if (!cJSON_IsNumber(it))
-        return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be %s", param,
-                           is_int ? "an integer" : "a number");
-    double d = it->valuedouble;
-    if (!isfinite(d)) return px_api_fail(e, 400, BAD, NULL, param, "'%s' is out of range", param);
-    if (is_int && d != floor(d))
-        return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be an integer", param);
-    if (d < lo || d > hi || (lo_open && d == lo))
-        return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be %s %.16g and at most %.16g",
-                           param, lo_open ? "greater than" : "at least", lo, hi);
-    *out = d;
-    return 0;
-}
-
 /* Optional bool: absent or null leaves *out. */
 static int opt_bool(const cJSON *it, const char *param, bool *out, px_api_error *e) {
     if (!it || cJSON_IsNull(it)) return 0;
     if (!cJSON_IsBool(it))
         return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be a boolean", param);
     *out = cJSON_IsTrue(it);
-    return 0;
-}
-
-/* A string value as (pointer, length) after the UTF-8 check. U+0000 cannot
- * occur: px_api_json_parse refused it, so strlen is the decoded length. */
-static int str(const cJSON *it, const char *param, const char **s, size_t *n, px_api_error *e) {
-    if (!cJSON_IsString(it) || !it->valuestring)
-        return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be a string", param);
-    *s = it->valuestring;
-    *n = strlen(it->valuestring);
-    if (!px_api_utf8_valid(*s, *n))
-        return px_api_fail(e, 400, BAD, NULL, param, "'%s' is not valid UTF-8", param);
     return 0;
 }
 
@@ -164,7 +134,7 @@ static int parse_scalars(px_api_kind kind, const cJSON *const *f, const px_api_l
     size_t n;
 
     if (!f[F_MODEL]) return px_api_fail(e, 400, BAD, NULL, "model", "'model' is required");
-    if (str(f[F_MODEL], "model", &s, &n, e)) return -1;
+    if (px_api_str(f[F_MODEL], "model", &s, &n, e)) return -1;
     if (n == 0 || n >= sizeof r->model)
         return px_api_fail(e, 400, BAD, NULL, "model", "'model' must be 1 to %zu bytes long",
                            sizeof r->model - 1);
@@ -184,53 +154,54 @@ static int parse_scalars(px_api_kind kind, const cJSON *const *f, const px_api_l
 
     /* max_completion_tokens replaces max_tokens; both are checked. */
     double mt = 0, mct = 0;
-    if (f[F_MAX_TOKENS] && num(f[F_MAX_TOKENS], "max_tokens", 1, INT32_MAX, 0, 1, &mt, e))
+    if (f[F_MAX_TOKENS] && px_api_num(f[F_MAX_TOKENS], "max_tokens", 1, INT32_MAX, 0, 1, &mt, e))
         return -1;
     if (f[F_MAX_COMPLETION_TOKENS] &&
-        num(f[F_MAX_COMPLETION_TOKENS], "max_completion_tokens", 1, INT32_MAX, 0, 1, &mct, e))
+        px_api_num(f[F_MAX_COMPLETION_TOKENS], "max_completion_tokens", 1, INT32_MAX, 0, 1, &mct,
+                   e))
         return -1;
     r->max_tokens = (int32_t)(f[F_MAX_COMPLETION_TOKENS] ? mct : mt); /* 0: not given */
 
     px_sampling *p = &r->sampling;
     if (f[F_TEMPERATURE]) {
-        if (num(f[F_TEMPERATURE], "temperature", 0, 2, 0, 0, &d, e)) return -1;
+        if (px_api_num(f[F_TEMPERATURE], "temperature", 0, 2, 0, 0, &d, e)) return -1;
         p->temperature = (float)d;
     }
     if (f[F_TOP_P]) {
-        if (num(f[F_TOP_P], "top_p", 0, 1, 1, 0, &d, e)) return -1;
+        if (px_api_num(f[F_TOP_P], "top_p", 0, 1, 1, 0, &d, e)) return -1;
         p->top_p = (float)d;
     }
     if (f[F_TOP_K]) {
-        if (num(f[F_TOP_K], "top_k", -1, INT32_MAX, 0, 1, &d, e)) return -1;
+        if (px_api_num(f[F_TOP_K], "top_k", -1, INT32_MAX, 0, 1, &d, e)) return -1;
         p->top_k = d <= 0 ? 0 : (int32_t)d;
     }
     if (f[F_MIN_P]) {
-        if (num(f[F_MIN_P], "min_p", 0, 1, 0, 0, &d, e)) return -1;
+        if (px_api_num(f[F_MIN_P], "min_p", 0, 1, 0, 0, &d, e)) return -1;
         p->min_p = (float)d;
     }
     if (f[F_SEED]) {
-        if (num(f[F_SEED], "seed", -SAFE_INT, SAFE_INT, 0, 1, &d, e)) return -1;
+        if (px_api_num(f[F_SEED], "seed", -SAFE_INT, SAFE_INT, 0, 1, &d, e)) return -1;
         p->seed = (uint64_t)(int64_t)d;
         r->has_seed = true;
     }
     if (f[F_PRESENCE]) {
-        if (num(f[F_PRESENCE], "presence_penalty", -2, 2, 0, 0, &d, e)) return -1;
+        if (px_api_num(f[F_PRESENCE], "presence_penalty", -2, 2, 0, 0, &d, e)) return -1;
         p->presence_penalty = (float)d;
     }
     if (f[F_FREQUENCY]) {
-        if (num(f[F_FREQUENCY], "frequency_penalty", -2, 2, 0, 0, &d, e)) return -1;
+        if (px_api_num(f[F_FREQUENCY], "frequency_penalty", -2, 2, 0, 0, &d, e)) return -1;
         p->frequency_penalty = (float)d;
     }
     if (f[F_REPETITION]) {
-        if (num(f[F_REPETITION], "repetition_penalty", 0, 10, 1, 0, &d, e)) return -1;
+        if (px_api_num(f[F_REPETITION], "repetition_penalty", 0, 10, 1, 0, &d, e)) return -1;
         p->repetition_penalty = (float)d;
     }
     if (f[F_N]) {
-        if (num(f[F_N], "n", 1, lim->max_n, 0, 1, &d, e)) return -1;
+        if (px_api_num(f[F_N], "n", 1, lim->max_n, 0, 1, &d, e)) return -1;
         r->n = (int)d;
     }
     if (kind == PX_API_COMPLETION && f[F_BEST_OF] && !cJSON_IsNull(f[F_BEST_OF])) {
-        if (num(f[F_BEST_OF], "best_of", 1, INT32_MAX, 0, 1, &d, e)) return -1;
+        if (px_api_num(f[F_BEST_OF], "best_of", 1, INT32_MAX, 0, 1, &d, e)) return -1;
         if (d != r->n)
             return px_api_fail(e, 400, BAD, NULL, "best_of",
                                "'best_of' other than 'n' is not supported");
@@ -239,7 +210,8 @@ static int parse_scalars(px_api_kind kind, const cJSON *const *f, const px_api_l
     if (kind == PX_API_CHAT) {
         if (opt_bool(f[F_LOGPROBS], "logprobs", &r->logprobs, e)) return -1;
         if (f[F_TOP_LOGPROBS] && !cJSON_IsNull(f[F_TOP_LOGPROBS])) {
-            if (num(f[F_TOP_LOGPROBS], "top_logprobs", 0, lim->max_top_logprobs, 0, 1, &d, e))
+            if (px_api_num(f[F_TOP_LOGPROBS], "top_logprobs", 0, lim->max_top_logprobs, 0, 1, &d,
+                           e))
                 return -1;
             if (!r->logprobs)
                 return px_api_fail(e, 400, BAD, NULL, "top_logprobs",
@@ -249,7 +221,7 @@ static int parse_scalars(px_api_kind kind, const cJSON *const *f, const px_api_l
     } else {
         /* Completions: logprobs is the number of top alternatives (0..5). */
         if (f[F_LOGPROBS] && !cJSON_IsNull(f[F_LOGPROBS])) {
-            if (num(f[F_LOGPROBS], "logprobs", 0, 5, 0, 1, &d, e)) return -1;
+            if (px_api_num(f[F_LOGPROBS], "logprobs", 0, 5, 0, 1, &d, e)) return -1;
             r->logprobs = true;
             r->top_logprobs = (int)d;
         }
@@ -265,11 +237,11 @@ static int parse_scalars(px_api_kind kind, const cJSON *const *f, const px_api_l
 
     if (opt_bool(f[F_IGNORE_EOS], "ignore_eos", &r->ignore_eos, e)) return -1;
     if (f[F_TIMEOUT]) {
-        if (num(f[F_TIMEOUT], "timeout", 0, 1e9, 1, 0, &d, e)) return -1;
+        if (px_api_num(f[F_TIMEOUT], "timeout", 0, 1e9, 1, 0, &d, e)) return -1;
         r->timeout_s = d;
     }
     if (f[F_PRIORITY]) {
-        if (num(f[F_PRIORITY], "priority", INT32_MIN, INT32_MAX, 0, 1, &d, e)) return -1;
+        if (px_api_num(f[F_PRIORITY], "priority", INT32_MIN, INT32_MAX, 0, 1, &d, e)) return -1;
         r->priority = (int)d;
     }
     return 0;
@@ -291,7 +263,7 @@ static int parse_unsupported(const cJSON *const *f, px_api_error *e) {
         if (!cJSON_IsObject(rf))
             return px_api_fail(e, 400, BAD, NULL, "response_format",
                                "'response_format' must be an object");
-        if (str(member(rf, "type"), "response_format.type", &t, &n, e)) return -1;
+        if (px_api_str(member(rf, "type"), "response_format.type", &t, &n, e)) return -1;
         if (strcmp(t, "json_object") == 0 || strcmp(t, "json_schema") == 0)
             return px_api_fail(e, 400, BAD, NULL, "response_format.type",
                                "response_format '%s' is not supported", t);
@@ -337,7 +309,7 @@ static int parse_stop(const cJSON *it, const px_api_limits *lim, px_api_req *r, 
         snprintf(param, sizeof param, cJSON_IsString(it) ? "stop" : "stop[%d]", i);
         const char *s;
         size_t n;
-        if (str(c, param, &s, &n, e)) return -1;
+        if (px_api_str(c, param, &s, &n, e)) return -1;
         if (n == 0 || n > (size_t)lim->max_stop_len)
             return px_api_fail(e, 400, BAD, NULL, param,
                                "stop sequences must be 1 to %d bytes long", lim->max_stop_len);
@@ -367,7 +339,7 @@ static int message_content(const cJSON *m, int i, int role, const px_api_ctx *ct
         msg->content_len = 0;
         return 0;
     }
-    if (cJSON_IsString(c)) return str(c, param, &msg->content, &msg->content_len, e);
+    if (cJSON_IsString(c)) return px_api_str(c, param, &msg->content, &msg->content_len, e);
     if (!cJSON_IsArray(c))
         return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be a string or an array of parts",
                            param);
@@ -385,14 +357,14 @@ static int message_content(const cJSON *m, int i, int role, const px_api_ctx *ct
             return px_api_fail(e, 400, BAD, NULL, param, "content parts must be objects");
         }
         snprintf(param, sizeof param, "messages[%d].content[%d].type", i, j);
-        if (str(member(part, "type"), param, &type, &tl, e)) {
+        if (px_api_str(member(part, "type"), param, &type, &tl, e)) {
             px_buf_free(&b);
             return -1;
         }
         px_chat_part *pp = &(*parts)[j];
         if (strcmp(type, "text") == 0) {
             snprintf(param, sizeof param, "messages[%d].content[%d].text", i, j);
-            if (str(member(part, "text"), param, &pp->text, &pp->len, e)) {
+            if (px_api_str(member(part, "text"), param, &pp->text, &pp->len, e)) {
                 px_buf_free(&b);
                 return -1;
             }
@@ -420,7 +392,7 @@ static int message_content(const cJSON *m, int i, int role, const px_api_ctx *ct
                 return px_api_fail(e, 400, BAD, NULL, param, "'%s' must be an object with a url",
                                    param);
             snprintf(param, sizeof param, "messages[%d].content[%d].image_url.url", i, j);
-            if (str(url, param, &u, &ul, e)) return -1;
+            if (px_api_str(url, param, &u, &ul, e)) return -1;
             int idx = px_api_add_image_url(r, ctx, u, ul, param, e);
             if (idx < 0) return -1;
             pp->image = idx;
@@ -476,7 +448,7 @@ static int parse_messages(const cJSON *ms, const px_api_ctx *ctx, px_api_req *r,
         snprintf(param, sizeof param, "messages[%d].role", i);
         const char *role;
         size_t rl;
-        if (str(member(m, "role"), param, &role, &rl, e)) goto out;
+        if (px_api_str(member(m, "role"), param, &role, &rl, e)) goto out;
         msgs[i].role = NULL;
         for (size_t k = 0; k < 4; k++)
             if (strcmp(role, roles[k]) == 0) msgs[i].role = roles[k];
@@ -518,7 +490,7 @@ static int parse_prompt(const cJSON *p, const px_api_ctx *ctx, px_api_req *r, px
     if (cJSON_IsString(p)) {
         const char *s;
         size_t n;
-        if (str(p, "prompt", &s, &n, e)) return -1;
+        if (px_api_str(p, "prompt", &s, &n, e)) return -1;
         if (n == 0) return px_api_fail(e, 400, BAD, NULL, "prompt", "'prompt' must not be empty");
         /* The client writes the whole prompt: its markers are meant. */
         px_chat_seg seg = {.off = 0, .len = n, .special = 1, .image = -1};
@@ -551,7 +523,7 @@ static int parse_prompt(const cJSON *p, const px_api_ctx *ctx, px_api_req *r, px
         char param[32];
         double d;
         snprintf(param, sizeof param, "prompt[%d]", i);
-        if (num(c, param, 0, n_vocab - 1, 0, 1, &d, e)) return -1;
+        if (px_api_num(c, param, 0, n_vocab - 1, 0, 1, &d, e)) return -1;
         r->prompt[i] = (int32_t)d;
     }
     r->n_prompt = (int32_t)n;
@@ -625,7 +597,7 @@ int px_api_tokenize_parse(const char *body, size_t len, const px_api_ctx *ctx, i
         px_api_fail(e, 400, BAD, NULL, "content", "'content' is required");
         goto out;
     }
-    if (str(content, "content", &s, &n, e) ||
+    if (px_api_str(content, "content", &s, &n, e) ||
         opt_bool(member(root, "add_special"), "add_special", &add_special, e) ||
         opt_bool(member(root, "parse_special"), "parse_special", &parse_special, e) ||
         opt_bool(member(root, "with_pieces"), "with_pieces", &pieces, e))
@@ -672,7 +644,7 @@ int px_api_detokenize_parse(const char *body, size_t len, const px_api_ctx *ctx,
         char param[32];
         double d;
         snprintf(param, sizeof param, "tokens[%d]", i);
-        if (num(c, param, 0, n_vocab - 1, 0, 1, &d, e)) {
+        if (px_api_num(c, param, 0, n_vocab - 1, 0, 1, &d, e)) {
             free(*ids);
             *ids = NULL;
             goto out;

@@ -130,10 +130,10 @@ test('61/63/76: a full queue answers 429 + Retry-After; queued streams get pings
     { modelArgs: ['--arch', 'gemma3', '--tiny', '--type', 'Q8_0', '--n-embd', '512', '--n-head', '8',
       '--head-dim', '64', '--n-ff', '2048', '--n-layer', '8'] });
   try {
-    const ref = (await post(q.base, C, long('The running one', 800))).json.choices[0].text;
+    const ref = (await post(q.base, C, long('The running one', 1900))).json.choices[0].text;
     const promptTok0 = (await metrics(q.base)).promptTokens;
     let started;
-    const running = stream(q.base, C, long('The running one', 800, { stream: true }), { onData: (t) => { started ??= /data: \{/.test(t) || undefined; return false; } });
+    const running = stream(q.base, C, long('The running one', 1900, { stream: true }), { onData: (t) => { started ??= /data: \{/.test(t) || undefined; return false; } });
     assert.ok(await until(() => started, 5000), 'the running request never streamed');
     // Four queue (raw sockets that hang up after 1.5 s), the rest are refused at once.
     const queued = [];
