@@ -101,9 +101,10 @@ test('the same image again is neither encoded nor computed again', async () => {
   assert.equal(await metric(d.base, 'pollux:images_encoded_total'), before + 2);
 });
 
-test('curl sends a JPEG and reads the stream', async () => {
+test('curl sends a PNG and a JPEG and reads the stream', async () => {
   const f = join(tmp, 'body.json');
-  writeFileSync(f, JSON.stringify(chat([txt('Look:'), img(dataUrl('image/jpeg', JPEG))], { stream: true })));
+  writeFileSync(f, JSON.stringify(chat([txt('Look:'), img(dataUrl('image/png', PNG)), txt('and'),
+    img(dataUrl('image/jpeg', JPEG))], { stream: true })));
   const out = await new Promise((resolve, reject) => execFile('curl', ['-sS', '-N', '--fail-with-body',
     '-H', 'Content-Type: application/json', '--data-binary', '@' + f, d.base + '/v1/chat/completions'],
   (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout))));
