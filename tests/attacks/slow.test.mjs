@@ -150,7 +150,11 @@ test('62: head-of-line: one near-context prompt and 50 short ones; the short one
 });
 
 test('63: 200 queued clients hang up: removed unprefilled; the running decode continues untouched', async () => {
-  const g = await Guard.start(['--max-running', '1', '--max-waiting', '256', '--max-connections', '512']);
+  // A model slow enough (a few ms a token) that the running request is
+  // still decoding when the 200 hang-ups are processed, whatever the machine.
+  const g = await Guard.start(['--max-running', '1', '--max-waiting', '256', '--max-connections', '512'],
+    { modelArgs: ['--arch', 'gemma3', '--tiny', '--type', 'Q8_0', '--n-embd', '512', '--n-head', '8',
+      '--head-dim', '64', '--n-ff', '2048', '--n-layer', '8'] });
   try {
     const refr = await post(g.base, C, long('The running one', 1500));
     assert.equal(refr.status, 200, refr.text);
