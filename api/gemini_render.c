@@ -10,29 +10,11 @@
 #include <string.h>
 
 #include "api/gemini.h"
+#include "api/json_writer.h"
 #include "engine/px.h"
 
-/* An appender that remembers the first failure. */
-typedef struct w {
-    px_buf *b;
-    int err;
-} w;
-
-static void lit(w *o, const char *s) {
-    if (!o->err && px_buf_append(o->b, s, strlen(s))) o->err = -1;
-}
-static void jstr(w *o, const char *s, size_t n) {
-    if (!o->err && px_buf_json_str(o->b, s ? s : "", s ? n : 0)) o->err = -1;
-}
-static void jstr_z(w *o, const char *s) {
-    jstr(o, s, s ? strlen(s) : 0);
-}
-static void jint(w *o, long long v) {
-    if (!o->err && px_buf_printf(o->b, "%lld", v)) o->err = -1;
-}
-/* JSON has no infinities: an impossible token is written as -9999. */
-static void jnum(w *o, double v) {
-    if (!o->err && px_buf_printf(o->b, "%.9g", isfinite(v) ? v : -9999.0)) o->err = -1;
+static void jstr_z(px_jw *o, const char *s) {
+    jw_str(o, s, s ? strlen(s) : 0);
 }
 
 const char *px_api_gemini_status_name(int status) {
@@ -56,24 +38,24 @@ const char *px_api_gemini_status_name(int status) {
 }
 
 int px_api_gemini_error(px_buf *out, const px_api_error *e) {
-    w o = {out, 0};
+    px_jw o = {out, 0};
     int status = e->status ? e->status : 500;
-    lit(&o, "{\"error\":{\"code\":");
-    jint(&o, status);
-    lit(&o, ",\"message\":");
+    jw_lit(&o, "{\"error\":{\"code\":");
+    jw_int(&o, status);
+    jw_lit(&o, ",\"message\":");
     jstr_z(&o, e->message);
-    lit(&o, ",\"status\":\"");
-    lit(&o, px_api_gemini_status_name(status));
-    lit(&o, "\"");
+    jw_lit(&o, ",\"status\":\"");
+    jw_lit(&o, px_api_gemini_status_name(status));
+    jw_lit(&o, "\"");
     if (e->param[0]) {
-        lit(&o, ",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.BadRequest\","
-                "\"fieldViolations\":[{\"field\":");
+        jw_lit(&o, ",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.BadRequest\","
+                   "\"fieldViolations\":[{\"field\":");
         jstr_z(&o, e->param);
-        lit(&o, ",\"description\":");
+        jw_lit(&o, ",\"description\":");
         jstr_z(&o, e->message);
-        lit(&o, "}]}]");
+        jw_lit(&o, "}]}]");
     }
-    lit(&o, "}}");
+    jw_lit(&o, "}}");
     return o.err;
 }
 
@@ -88,100 +70,100 @@ const char *px_api_gemini_finish(const char *finish) {
 
 /* {"token","tokenId"?,"logProbability"}; token ids are not carried by
  * px_api_logprob, so only the text is given. */
-static void lp_candidate(w *o, const char *tok, size_t n, float lp) {
-    lit(o, "{\"token\":");
-    jstr(o, tok, n);
-    lit(o, ",\"logProbability\":");
-    jnum(o, lp);
-    lit(o, "}");
+static void lp_candidate(px_jw *o, const char *tok, size_t n, float lp) {
+    jw_lit(o, "{\"token\":");
+    jw_str(o, tok, n);
+    jw_lit(o, ",\"logProbability\":");
+    jw_num(o, lp);
+    jw_lit(o, "}");
 }
 
 /* logprobsResult: topCandidates[i].candidates and chosenCandidates[i] per
  * decoding step, and their sum. */
-static void logprobs_result(w *o, const px_api_logprob *lps, int n) {
+static void logprobs_result(px_jw *o, const px_api_logprob *lps, int n) {
     double sum = 0;
-    lit(o, "\"logprobsResult\":{\"topCandidates\":[");
+    jw_lit(o, "\"logprobsResult\":{\"topCandidates\":[");
     for (int i = 0; i < n; i++) {
-        lit(o, i ? ",{\"candidates\":[" : "{\"candidates\":[");
+        jw_lit(o, i ? ",{\"candidates\":[" : "{\"candidates\":[");
         for (int k = 0; k < lps[i].n_top && k < 20; k++) {
-            if (k) lit(o, ",");
+            if (k) jw_lit(o, ",");
             lp_candidate(o, lps[i].top_token[k], lps[i].top_len[k], lps[i].top_logprob[k]);
         }
-        lit(o, "]}");
+        jw_lit(o, "]}");
     }
-    lit(o, "],\"chosenCandidates\":[");
+    jw_lit(o, "],\"chosenCandidates\":[");
     for (int i = 0; i < n; i++) {
-        if (i) lit(o, ",");
+        if (i) jw_lit(o, ",");
         lp_candidate(o, lps[i].token, lps[i].token_len, lps[i].logprob);
         sum += isfinite(lps[i].logprob) ? lps[i].logprob : -9999.0;
     }
-    lit(o, "],\"logProbabilitySum\":");
-    jnum(o, sum);
-    lit(o, "}");
+    jw_lit(o, "],\"logProbabilitySum\":");
+    jw_num(o, sum);
+    jw_lit(o, "}");
 }
 
 /* One candidate; finish NULL leaves finishReason out (not finished). */
-static void candidate(w *o, int index, const char *text, size_t len, const char *finish,
+static void candidate(px_jw *o, int index, const char *text, size_t len, const char *finish,
                       const px_api_logprob *lps, int n_lps) {
-    lit(o, "{\"content\":{\"parts\":[{\"text\":");
-    jstr(o, text, len);
-    lit(o, "}],\"role\":\"model\"}");
+    jw_lit(o, "{\"content\":{\"parts\":[{\"text\":");
+    jw_str(o, text, len);
+    jw_lit(o, "}],\"role\":\"model\"}");
     if (finish) {
-        lit(o, ",\"finishReason\":\"");
-        lit(o, px_api_gemini_finish(finish));
-        lit(o, "\"");
+        jw_lit(o, ",\"finishReason\":\"");
+        jw_lit(o, px_api_gemini_finish(finish));
+        jw_lit(o, "\"");
     }
-    lit(o, ",\"index\":");
-    jint(o, index);
+    jw_lit(o, ",\"index\":");
+    jw_int(o, index);
     if (lps) {
         double sum = 0;
         for (int i = 0; i < n_lps; i++)
             sum += isfinite(lps[i].logprob) ? lps[i].logprob : -9999.0;
         if (n_lps > 0) {
-            lit(o, ",\"avgLogprobs\":");
-            jnum(o, sum / n_lps);
+            jw_lit(o, ",\"avgLogprobs\":");
+            jw_num(o, sum / n_lps);
         }
-        lit(o, ",");
+        jw_lit(o, ",");
         logprobs_result(o, lps, n_lps);
     }
-    lit(o, "}");
+    jw_lit(o, "}");
 }
 
-static void usage(w *o, int32_t prompt, int32_t completion, int32_t cached) {
-    lit(o, ",\"usageMetadata\":{\"promptTokenCount\":");
-    jint(o, prompt);
-    lit(o, ",\"candidatesTokenCount\":");
-    jint(o, completion);
-    lit(o, ",\"totalTokenCount\":");
-    jint(o, (long long)prompt + completion);
+static void usage(px_jw *o, int32_t prompt, int32_t completion, int32_t cached) {
+    jw_lit(o, ",\"usageMetadata\":{\"promptTokenCount\":");
+    jw_int(o, prompt);
+    jw_lit(o, ",\"candidatesTokenCount\":");
+    jw_int(o, completion);
+    jw_lit(o, ",\"totalTokenCount\":");
+    jw_int(o, (long long)prompt + completion);
     if (cached > 0) {
-        lit(o, ",\"cachedContentTokenCount\":");
-        jint(o, cached);
+        jw_lit(o, ",\"cachedContentTokenCount\":");
+        jw_int(o, cached);
     }
-    lit(o, ",\"promptTokensDetails\":[{\"modality\":\"TEXT\",\"tokenCount\":");
-    jint(o, prompt);
-    lit(o, "}]}");
+    jw_lit(o, ",\"promptTokensDetails\":[{\"modality\":\"TEXT\",\"tokenCount\":");
+    jw_int(o, prompt);
+    jw_lit(o, "}]}");
 }
 
-static void tail(w *o, const px_api_resp_meta *m) {
-    lit(o, ",\"modelVersion\":");
+static void tail(px_jw *o, const px_api_resp_meta *m) {
+    jw_lit(o, ",\"modelVersion\":");
     jstr_z(o, m->model ? m->model : "");
-    lit(o, ",\"responseId\":");
+    jw_lit(o, ",\"responseId\":");
     jstr_z(o, m->id);
-    lit(o, "}");
+    jw_lit(o, "}");
 }
 
 int px_api_gemini_response(px_buf *out, const px_api_resp_meta *m, const px_api_choice *choices,
                            int n, int32_t prompt_tokens, int32_t completion_tokens,
                            int32_t cached_tokens) {
-    w o = {out, 0};
-    lit(&o, "{\"candidates\":[");
+    px_jw o = {out, 0};
+    jw_lit(&o, "{\"candidates\":[");
     for (int i = 0; i < n; i++) {
-        if (i) lit(&o, ",");
+        if (i) jw_lit(&o, ",");
         candidate(&o, i, choices[i].text, choices[i].text_len,
                   choices[i].finish ? choices[i].finish : "stop", choices[i].lps, choices[i].n_lps);
     }
-    lit(&o, "]");
+    jw_lit(&o, "]");
     usage(&o, prompt_tokens, completion_tokens, cached_tokens);
     tail(&o, m);
     return o.err;
@@ -189,10 +171,10 @@ int px_api_gemini_response(px_buf *out, const px_api_resp_meta *m, const px_api_
 
 int px_api_gemini_chunk(px_buf *out, const px_api_resp_meta *m, int choice, const char *text,
                         size_t text_len, const px_api_logprob *lp) {
-    w o = {out, 0};
-    lit(&o, "{\"candidates\":[");
+    px_jw o = {out, 0};
+    jw_lit(&o, "{\"candidates\":[");
     candidate(&o, choice, text, text_len, NULL, lp, lp ? 1 : 0);
-    lit(&o, "]");
+    jw_lit(&o, "]");
     tail(&o, m);
     return o.err;
 }
@@ -200,62 +182,62 @@ int px_api_gemini_chunk(px_buf *out, const px_api_resp_meta *m, int choice, cons
 int px_api_gemini_final_chunk(px_buf *out, const px_api_resp_meta *m, const char *const *finish,
                               int n, int32_t prompt_tokens, int32_t completion_tokens,
                               int32_t cached_tokens) {
-    w o = {out, 0};
-    lit(&o, "{\"candidates\":[");
+    px_jw o = {out, 0};
+    jw_lit(&o, "{\"candidates\":[");
     for (int i = 0; i < n; i++) {
-        if (i) lit(&o, ",");
+        if (i) jw_lit(&o, ",");
         candidate(&o, i, "", 0, finish[i] ? finish[i] : "stop", NULL, 0);
     }
-    lit(&o, "]");
+    jw_lit(&o, "]");
     usage(&o, prompt_tokens, completion_tokens, cached_tokens);
     tail(&o, m);
     return o.err;
 }
 
 int px_api_gemini_count(px_buf *out, int32_t total_tokens) {
-    w o = {out, 0};
-    lit(&o, "{\"totalTokens\":");
-    jint(&o, total_tokens);
-    lit(&o, ",\"promptTokensDetails\":[{\"modality\":\"TEXT\",\"tokenCount\":");
-    jint(&o, total_tokens);
-    lit(&o, "}]}");
+    px_jw o = {out, 0};
+    jw_lit(&o, "{\"totalTokens\":");
+    jw_int(&o, total_tokens);
+    jw_lit(&o, ",\"promptTokensDetails\":[{\"modality\":\"TEXT\",\"tokenCount\":");
+    jw_int(&o, total_tokens);
+    jw_lit(&o, "}]}");
     return o.err;
 }
 
 /* --- models ---------------------------------------------------------------- */
 
-static void model_obj(w *o, const px_api_model_info *m) {
+static void model_obj(px_jw *o, const px_api_model_info *m) {
     const char *id = m->id ? m->id : "";
     long long limit = m->n_ctx_train > 0 ? (long long)m->n_ctx_train : 0;
-    lit(o, "{\"name\":");
+    jw_lit(o, "{\"name\":");
     px_buf name = {0};
     if (px_buf_append(&name, "models/", 7) || px_buf_append(&name, id, strlen(id))) o->err = -1;
-    jstr(o, name.data, name.len);
+    jw_str(o, name.data, name.len);
     px_buf_free(&name);
-    lit(o, ",\"baseModelId\":");
+    jw_lit(o, ",\"baseModelId\":");
     jstr_z(o, id);
-    lit(o, ",\"version\":\"001\",\"displayName\":");
+    jw_lit(o, ",\"version\":\"001\",\"displayName\":");
     jstr_z(o, id);
-    lit(o, ",\"description\":");
+    jw_lit(o, ",\"description\":");
     jstr_z(o, m->owned_by ? m->owned_by : "pollux");
-    lit(o, ",\"inputTokenLimit\":");
-    jint(o, limit);
-    lit(o, ",\"outputTokenLimit\":");
-    jint(o, limit);
-    lit(o, ",\"supportedGenerationMethods\":[\"generateContent\",\"streamGenerateContent\","
-           "\"countTokens\"],\"temperature\":1,\"maxTemperature\":2,\"topP\":1}");
+    jw_lit(o, ",\"inputTokenLimit\":");
+    jw_int(o, limit);
+    jw_lit(o, ",\"outputTokenLimit\":");
+    jw_int(o, limit);
+    jw_lit(o, ",\"supportedGenerationMethods\":[\"generateContent\",\"streamGenerateContent\","
+              "\"countTokens\"],\"temperature\":1,\"maxTemperature\":2,\"topP\":1}");
 }
 
 int px_api_gemini_model(px_buf *out, const px_api_model_info *m) {
-    w o = {out, 0};
+    px_jw o = {out, 0};
     model_obj(&o, m);
     return o.err;
 }
 
 int px_api_gemini_models(px_buf *out, const px_api_model_info *m) {
-    w o = {out, 0};
-    lit(&o, "{\"models\":[");
+    px_jw o = {out, 0};
+    jw_lit(&o, "{\"models\":[");
     model_obj(&o, m);
-    lit(&o, "]}");
+    jw_lit(&o, "]}");
     return o.err;
 }

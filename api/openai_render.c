@@ -13,53 +13,38 @@
 #include <string.h>
 
 #include "api/openai.h"
+#include "api/json_writer.h"
 #include "engine/px.h"
 
-/* An appender that remembers the first failure, so call sites stay flat. */
-typedef struct w {
-    px_buf *b;
-    int err;
-} w;
-
-static void lit(w *o, const char *s) {
-    if (!o->err && px_buf_append(o->b, s, strlen(s))) o->err = -1;
-}
-static void jstr(w *o, const char *s, size_t n) {
-    if (!o->err && px_buf_json_str(o->b, s ? s : "", s ? n : 0)) o->err = -1;
-}
-static void jstr_z(w *o, const char *s) {
+/* A string, or null for NULL. */
+static void jstr_z(px_jw *o, const char *s) {
     if (s)
-        jstr(o, s, strlen(s));
+        jw_str(o, s, strlen(s));
     else
-        lit(o, "null");
+        jw_lit(o, "null");
 }
-static void jint(w *o, long long v) {
-    if (!o->err && px_buf_printf(o->b, "%lld", v)) o->err = -1;
-}
-/* Logprobs: JSON has no infinities; OpenAI writes -9999.0 for "impossible". */
-static void jlogprob(w *o, float v) {
-    double d = isfinite(v) ? (double)v : -9999.0;
-    if (!o->err && px_buf_printf(o->b, "%.9g", d)) o->err = -1;
+static void jlogprob(px_jw *o, float v) {
+    jw_num(o, (double)v);
 }
 /* "key": string */
-static void kstr(w *o, const char *key, const char *s) {
-    lit(o, "\"");
-    lit(o, key);
-    lit(o, "\":");
+static void kstr(px_jw *o, const char *key, const char *s) {
+    jw_lit(o, "\"");
+    jw_lit(o, key);
+    jw_lit(o, "\":");
     jstr_z(o, s);
 }
 
 /* The fields every object of a response starts with. */
-static void head(w *o, const px_api_resp_meta *m, const char *object) {
-    lit(o, "{");
+static void head(px_jw *o, const px_api_resp_meta *m, const char *object) {
+    jw_lit(o, "{");
     kstr(o, "id", m->id);
-    lit(o, ",\"object\":\"");
-    lit(o, object);
-    lit(o, "\",\"created\":");
-    jint(o, (long long)m->created);
-    lit(o, ",");
+    jw_lit(o, ",\"object\":\"");
+    jw_lit(o, object);
+    jw_lit(o, "\",\"created\":");
+    jw_int(o, (long long)m->created);
+    jw_lit(o, ",");
     kstr(o, "model", m->model ? m->model : "");
-    lit(o, ",");
+    jw_lit(o, ",");
     kstr(o, "system_fingerprint", m->system_fingerprint);
 }
 
@@ -68,62 +53,62 @@ static const char *object_of(const px_api_resp_meta *m, int chunk) {
     return chunk ? "chat.completion.chunk" : "chat.completion";
 }
 
-static void usage(w *o, int32_t prompt, int32_t completion, int32_t cached) {
-    lit(o, "\"usage\":{\"prompt_tokens\":");
-    jint(o, prompt);
-    lit(o, ",\"completion_tokens\":");
-    jint(o, completion);
-    lit(o, ",\"total_tokens\":");
-    jint(o, (long long)prompt + completion);
-    lit(o, ",\"prompt_tokens_details\":{\"cached_tokens\":");
-    jint(o, cached);
-    lit(o, "}}");
+static void usage(px_jw *o, int32_t prompt, int32_t completion, int32_t cached) {
+    jw_lit(o, "\"usage\":{\"prompt_tokens\":");
+    jw_int(o, prompt);
+    jw_lit(o, ",\"completion_tokens\":");
+    jw_int(o, completion);
+    jw_lit(o, ",\"total_tokens\":");
+    jw_int(o, (long long)prompt + completion);
+    jw_lit(o, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    jw_int(o, cached);
+    jw_lit(o, "}}");
 }
 
 /* --- logprobs -------------------------------------------------------------- */
 
-static void bytes_array(w *o, const char *s, size_t n) {
-    lit(o, "[");
+static void bytes_array(px_jw *o, const char *s, size_t n) {
+    jw_lit(o, "[");
     for (size_t i = 0; i < n; i++) {
-        if (i) lit(o, ",");
-        jint(o, (unsigned char)s[i]);
+        if (i) jw_lit(o, ",");
+        jw_int(o, (unsigned char)s[i]);
     }
-    lit(o, "]");
+    jw_lit(o, "]");
 }
 
 /* {"token","logprob","bytes"} — token text made valid UTF-8 (U+FFFD for a
  * partial sequence), the real bytes beside it. */
-static void chat_lp_item(w *o, const char *tok, size_t n, float lp) {
-    lit(o, "{\"token\":");
-    jstr(o, tok, n);
-    lit(o, ",\"logprob\":");
+static void chat_lp_item(px_jw *o, const char *tok, size_t n, float lp) {
+    jw_lit(o, "{\"token\":");
+    jw_str(o, tok, n);
+    jw_lit(o, ",\"logprob\":");
     jlogprob(o, lp);
-    lit(o, ",\"bytes\":");
+    jw_lit(o, ",\"bytes\":");
     bytes_array(o, tok, n);
 }
 
-static void chat_lp_entry(w *o, const px_api_logprob *lp) {
+static void chat_lp_entry(px_jw *o, const px_api_logprob *lp) {
     chat_lp_item(o, lp->token, lp->token_len, lp->logprob);
-    lit(o, ",\"top_logprobs\":[");
+    jw_lit(o, ",\"top_logprobs\":[");
     for (int k = 0; k < lp->n_top && k < 20; k++) {
-        if (k) lit(o, ",");
+        if (k) jw_lit(o, ",");
         chat_lp_item(o, lp->top_token[k], lp->top_len[k], lp->top_logprob[k]);
-        lit(o, "}");
+        jw_lit(o, "}");
     }
-    lit(o, "]}");
+    jw_lit(o, "]}");
 }
 
-static void chat_logprobs(w *o, const px_api_logprob *lps, int n) {
+static void chat_logprobs(px_jw *o, const px_api_logprob *lps, int n) {
     if (!lps) {
-        lit(o, "null");
+        jw_lit(o, "null");
         return;
     }
-    lit(o, "{\"content\":[");
+    jw_lit(o, "{\"content\":[");
     for (int i = 0; i < n; i++) {
-        if (i) lit(o, ",");
+        if (i) jw_lit(o, ",");
         chat_lp_entry(o, &lps[i]);
     }
-    lit(o, "]}");
+    jw_lit(o, "]}");
 }
 
 /* Code points a token adds to the text: count all but continuation bytes,
@@ -137,14 +122,14 @@ static int64_t cp_count(const char *s, size_t n) {
 
 /* {"tok": lp, ...} for completions. Keys are compared as rendered: two
  * tokens that both render as U+FFFD would otherwise repeat a key. */
-static void completion_top(w *o, const px_api_logprob *lp) {
+static void completion_top(px_jw *o, const px_api_logprob *lp) {
     if (lp->missing) {
-        lit(o, "null");
+        jw_lit(o, "null");
         return;
     }
     px_buf keys[20] = {{0}};
     int nk = 0;
-    lit(o, "{");
+    jw_lit(o, "{");
     for (int k = 0; k < lp->n_top && k < 20 && !o->err; k++) {
         px_buf *kb = &keys[nk];
         if (px_buf_json_str(kb, lp->top_token[k], lp->top_len[k])) {
@@ -158,51 +143,51 @@ static void completion_top(w *o, const px_api_logprob *lp) {
             px_buf_free(kb);
             continue;
         }
-        if (nk) lit(o, ",");
-        lit(o, kb->data);
-        lit(o, ":");
+        if (nk) jw_lit(o, ",");
+        jw_lit(o, kb->data);
+        jw_lit(o, ":");
         jlogprob(o, lp->top_logprob[k]);
         nk++;
     }
-    lit(o, "}");
+    jw_lit(o, "}");
     for (int j = 0; j < 20; j++)
         px_buf_free(&keys[j]);
 }
 
 /* {"tokens","token_logprobs","top_logprobs","text_offset"}; offsets count
  * from `base` (chunks pass the token's own offset). */
-static void completion_logprobs(w *o, const px_api_logprob *lps, int n, int computed,
+static void completion_logprobs(px_jw *o, const px_api_logprob *lps, int n, int computed,
                                 int64_t base) {
     if (!lps) {
-        lit(o, "null");
+        jw_lit(o, "null");
         return;
     }
-    lit(o, "{\"tokens\":[");
+    jw_lit(o, "{\"tokens\":[");
     for (int i = 0; i < n; i++) {
-        if (i) lit(o, ",");
-        jstr(o, lps[i].token, lps[i].token_len);
+        if (i) jw_lit(o, ",");
+        jw_str(o, lps[i].token, lps[i].token_len);
     }
-    lit(o, "],\"token_logprobs\":[");
+    jw_lit(o, "],\"token_logprobs\":[");
     for (int i = 0; i < n; i++) {
-        if (i) lit(o, ",");
+        if (i) jw_lit(o, ",");
         if (lps[i].missing)
-            lit(o, "null");
+            jw_lit(o, "null");
         else
             jlogprob(o, lps[i].logprob);
     }
-    lit(o, "],\"top_logprobs\":[");
+    jw_lit(o, "],\"top_logprobs\":[");
     for (int i = 0; i < n; i++) {
-        if (i) lit(o, ",");
+        if (i) jw_lit(o, ",");
         completion_top(o, &lps[i]);
     }
-    lit(o, "],\"text_offset\":[");
+    jw_lit(o, "],\"text_offset\":[");
     int64_t off = base;
     for (int i = 0; i < n; i++) {
-        if (i) lit(o, ",");
-        jint(o, computed ? off : lps[i].text_offset);
+        if (i) jw_lit(o, ",");
+        jw_int(o, computed ? off : lps[i].text_offset);
         off += cp_count(lps[i].token, lps[i].token_len);
     }
-    lit(o, "]}");
+    jw_lit(o, "]}");
 }
 
 /* --- chunks and responses -------------------------------------------------- */
@@ -210,133 +195,133 @@ static void completion_logprobs(w *o, const px_api_logprob *lps, int n, int comp
 int px_api_openai_chunk(px_buf *out, const px_api_resp_meta *m, int choice, int role_first,
                         const char *text, size_t text_len, const char *finish,
                         const px_api_logprob *lp, int include_usage) {
-    w o = {out, 0};
-    lit(&o, "data: ");
+    px_jw o = {out, 0};
+    jw_lit(&o, "data: ");
     head(&o, m, object_of(m, 1));
-    lit(&o, ",\"choices\":[{");
+    jw_lit(&o, ",\"choices\":[{");
     if (m->kind == PX_API_COMPLETION) {
-        lit(&o, "\"text\":");
-        jstr(&o, text, text_len);
-        lit(&o, ",\"index\":");
-        jint(&o, choice);
-        lit(&o, ",\"logprobs\":");
+        jw_lit(&o, "\"text\":");
+        jw_str(&o, text, text_len);
+        jw_lit(&o, ",\"index\":");
+        jw_int(&o, choice);
+        jw_lit(&o, ",\"logprobs\":");
         completion_logprobs(&o, lp, lp ? 1 : 0, 0, 0);
     } else {
-        lit(&o, "\"index\":");
-        jint(&o, choice);
-        lit(&o, ",\"delta\":{");
-        if (role_first) lit(&o, "\"role\":\"assistant\"");
+        jw_lit(&o, "\"index\":");
+        jw_int(&o, choice);
+        jw_lit(&o, ",\"delta\":{");
+        if (role_first) jw_lit(&o, "\"role\":\"assistant\"");
         if (role_first || text_len > 0) {
-            lit(&o, role_first ? ",\"content\":" : "\"content\":");
-            jstr(&o, text, text_len);
+            jw_lit(&o, role_first ? ",\"content\":" : "\"content\":");
+            jw_str(&o, text, text_len);
         }
-        lit(&o, "},\"logprobs\":");
+        jw_lit(&o, "},\"logprobs\":");
         chat_logprobs(&o, lp, lp ? 1 : 0);
     }
-    lit(&o, ",");
+    jw_lit(&o, ",");
     kstr(&o, "finish_reason", finish);
-    lit(&o, "}]");
-    if (include_usage) lit(&o, ",\"usage\":null");
-    lit(&o, "}\n\n");
+    jw_lit(&o, "}]");
+    if (include_usage) jw_lit(&o, ",\"usage\":null");
+    jw_lit(&o, "}\n\n");
     return o.err;
 }
 
 int px_api_openai_usage_chunk(px_buf *out, const px_api_resp_meta *m, int32_t prompt_tokens,
                               int32_t completion_tokens, int32_t cached_tokens) {
-    w o = {out, 0};
-    lit(&o, "data: ");
+    px_jw o = {out, 0};
+    jw_lit(&o, "data: ");
     head(&o, m, object_of(m, 1));
-    lit(&o, ",\"choices\":[],");
+    jw_lit(&o, ",\"choices\":[],");
     usage(&o, prompt_tokens, completion_tokens, cached_tokens);
-    lit(&o, "}\n\n");
+    jw_lit(&o, "}\n\n");
     return o.err;
 }
 
 int px_api_openai_response(px_buf *out, const px_api_resp_meta *m, const px_api_choice *choices,
                            int n, int32_t prompt_tokens, int32_t completion_tokens,
                            int32_t cached_tokens) {
-    w o = {out, 0};
+    px_jw o = {out, 0};
     head(&o, m, object_of(m, 0));
-    lit(&o, ",\"choices\":[");
+    jw_lit(&o, ",\"choices\":[");
     for (int i = 0; i < n; i++) {
         const px_api_choice *c = &choices[i];
-        lit(&o, i ? ",{" : "{");
+        jw_lit(&o, i ? ",{" : "{");
         if (m->kind == PX_API_COMPLETION) {
-            lit(&o, "\"text\":");
-            jstr(&o, c->text, c->text_len);
-            lit(&o, ",\"index\":");
-            jint(&o, i);
-            lit(&o, ",\"logprobs\":");
+            jw_lit(&o, "\"text\":");
+            jw_str(&o, c->text, c->text_len);
+            jw_lit(&o, ",\"index\":");
+            jw_int(&o, i);
+            jw_lit(&o, ",\"logprobs\":");
             completion_logprobs(&o, c->lps, c->n_lps, 1, 0);
         } else {
-            lit(&o, "\"index\":");
-            jint(&o, i);
-            lit(&o, ",\"message\":{\"role\":\"assistant\",\"content\":");
-            jstr(&o, c->text, c->text_len);
-            lit(&o, ",\"refusal\":null},\"logprobs\":");
+            jw_lit(&o, "\"index\":");
+            jw_int(&o, i);
+            jw_lit(&o, ",\"message\":{\"role\":\"assistant\",\"content\":");
+            jw_str(&o, c->text, c->text_len);
+            jw_lit(&o, ",\"refusal\":null},\"logprobs\":");
             chat_logprobs(&o, c->lps, c->n_lps);
         }
-        lit(&o, ",");
+        jw_lit(&o, ",");
         kstr(&o, "finish_reason", c->finish);
-        lit(&o, "}");
+        jw_lit(&o, "}");
     }
-    lit(&o, "],");
+    jw_lit(&o, "],");
     usage(&o, prompt_tokens, completion_tokens, cached_tokens);
-    lit(&o, "}");
+    jw_lit(&o, "}");
     return o.err;
 }
 
 int px_api_openai_error(px_buf *out, const px_api_error *e) {
-    w o = {out, 0};
-    lit(&o, "{\"error\":{");
+    px_jw o = {out, 0};
+    jw_lit(&o, "{\"error\":{");
     kstr(&o, "message", e->message);
-    lit(&o, ",");
+    jw_lit(&o, ",");
     kstr(&o, "type", e->type ? e->type : "server_error");
-    lit(&o, ",");
+    jw_lit(&o, ",");
     kstr(&o, "param", e->param[0] ? e->param : NULL);
-    lit(&o, ",");
+    jw_lit(&o, ",");
     kstr(&o, "code", e->code);
-    lit(&o, "}}");
+    jw_lit(&o, "}}");
     return o.err;
 }
 
 /* --- /v1/models ------------------------------------------------------------ */
 
-static void model_obj(w *o, const px_api_model_info *m) {
-    lit(o, "{");
+static void model_obj(px_jw *o, const px_api_model_info *m) {
+    jw_lit(o, "{");
     kstr(o, "id", m->id ? m->id : "");
-    lit(o, ",\"object\":\"model\",\"created\":");
-    jint(o, (long long)m->created);
-    lit(o, ",");
+    jw_lit(o, ",\"object\":\"model\",\"created\":");
+    jw_int(o, (long long)m->created);
+    jw_lit(o, ",");
     kstr(o, "owned_by", m->owned_by ? m->owned_by : "pollux");
-    lit(o, ",\"meta\":{");
+    jw_lit(o, ",\"meta\":{");
     static const char *const names[] = {"n_vocab", "n_ctx_train", "n_embd", "n_params", "size"};
     const int64_t vals[] = {m->n_vocab, m->n_ctx_train, m->n_embd, m->n_params, m->size};
     int first = 1;
     for (size_t i = 0; i < PX_ARRAY_LEN(names); i++) {
         if (vals[i] < 0) continue;
-        lit(o, first ? "\"" : ",\"");
-        lit(o, names[i]);
-        lit(o, "\":");
-        jint(o, (long long)vals[i]);
+        jw_lit(o, first ? "\"" : ",\"");
+        jw_lit(o, names[i]);
+        jw_lit(o, "\":");
+        jw_int(o, (long long)vals[i]);
         first = 0;
     }
-    lit(o, "},\"architecture\":{\"input_modalities\":");
-    lit(o, m->vision ? "[\"text\",\"image\"]" : "[\"text\"]");
-    lit(o, "}}");
+    jw_lit(o, "},\"architecture\":{\"input_modalities\":");
+    jw_lit(o, m->vision ? "[\"text\",\"image\"]" : "[\"text\"]");
+    jw_lit(o, "}}");
 }
 
 int px_api_openai_model(px_buf *out, const px_api_model_info *m) {
-    w o = {out, 0};
+    px_jw o = {out, 0};
     model_obj(&o, m);
     return o.err;
 }
 
 int px_api_openai_models(px_buf *out, const px_api_model_info *m) {
-    w o = {out, 0};
-    lit(&o, "{\"object\":\"list\",\"data\":[");
+    px_jw o = {out, 0};
+    jw_lit(&o, "{\"object\":\"list\",\"data\":[");
     model_obj(&o, m);
-    lit(&o, "]}");
+    jw_lit(&o, "]}");
     return o.err;
 }
 
@@ -347,13 +332,13 @@ enum { PIECE_SMALL = 256, PIECE_MAX = 1 << 20 };
 
 int px_api_tokenize_render(px_buf *out, const px_tokenizer *tok, const int32_t *ids, int32_t n,
                            int with_pieces) {
-    w o = {out, 0};
+    px_jw o = {out, 0};
     char small[PIECE_SMALL];
-    lit(&o, "{\"tokens\":[");
+    jw_lit(&o, "{\"tokens\":[");
     for (int32_t i = 0; i < n && !o.err; i++) {
-        if (i) lit(&o, ",");
+        if (i) jw_lit(&o, ",");
         if (!with_pieces) {
-            jint(&o, ids[i]);
+            jw_int(&o, ids[i]);
             continue;
         }
         char *buf = small;
@@ -368,19 +353,19 @@ int px_api_tokenize_render(px_buf *out, const px_tokenizer *tok, const int32_t *
                 return -1;
             }
         }
-        lit(&o, "{\"id\":");
-        jint(&o, ids[i]);
-        lit(&o, ",\"piece\":");
+        jw_lit(&o, "{\"id\":");
+        jw_int(&o, ids[i]);
+        jw_lit(&o, ",\"piece\":");
         if (k < 0)
-            lit(&o, "\"\"");
+            jw_lit(&o, "\"\"");
         else if (px_api_utf8_valid(buf, (size_t)k))
-            jstr(&o, buf, (size_t)k);
+            jw_str(&o, buf, (size_t)k);
         else
             bytes_array(&o, buf, (size_t)k);
-        lit(&o, "}");
+        jw_lit(&o, "}");
         if (buf != small) free(buf);
     }
-    lit(&o, "]}");
+    jw_lit(&o, "]}");
     return o.err;
 }
 
@@ -407,10 +392,10 @@ int px_api_detokenize_render(px_buf *out, const px_tokenizer *tok, const int32_t
     }
     int k = px_detok_flush(&d, small, sizeof small);
     if (!err && k > 0 && px_buf_append(&text, small, (size_t)k)) err = -1;
-    w o = {out, err};
-    lit(&o, "{\"content\":");
-    jstr(&o, text.data, text.len);
-    lit(&o, "}");
+    px_jw o = {out, err};
+    jw_lit(&o, "{\"content\":");
+    jw_str(&o, text.data, text.len);
+    jw_lit(&o, "}");
     px_buf_free(&text);
     return o.err;
 }
