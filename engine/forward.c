@@ -180,10 +180,7 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
         float *y[2] = {rs->gate, rs->up};
         if ((rc = px_matmul_multi(m->mm, 2, w, rs->xn, T, y)) < 0) return rc;
     }
-    if (gemma)
-        px_geglu(rs->gate, rs->up, (int64_t)T * c->n_ff);
-    else
-        px_swiglu(rs->gate, rs->up, (int64_t)T * c->n_ff);
+    px_glu(m->mm, gemma, rs->gate, rs->up, (int64_t)T * c->n_ff);
     if ((rc = px_matmul(m->mm, &L->w_down, rs->gate, T, rs->xn)) < 0) return rc;
     if (gemma) px_rmsnorm(rs->xn, rs->xn, L->post_ffn_norm.data, T, c->n_embd, c->rms_eps);
     for (size_t i = 0; i < (size_t)T * c->n_embd; i++)

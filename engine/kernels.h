@@ -95,6 +95,11 @@ typedef struct px_kernels {
     float (*dot_f16_f32)(int64_t n, const px_f16 *a, const float *b);
     void (*axpy_f16_f32)(int64_t n, float alpha, const px_f16 *x, float *y);
     void (*f32_to_f16_row)(int64_t n, const float *x, px_f16 *y);
+    /* gate[i] = act(gate[i]) * up[i], act = gelu_tanh (geglu) or silu
+     * (swiglu): the operations of ops.c's px_geglu / px_swiglu in the same
+     * order, so every set gives the portable result bit for bit. */
+    void (*geglu)(float *gate, const float *up, int64_t n);
+    void (*swiglu)(float *gate, const float *up, int64_t n);
 } px_kernels;
 
 /* The kernel sets; the SIMD ones exist only on x86-64 builds. */

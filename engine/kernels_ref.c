@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "kernels.h"
+#include "ops.h"
 
 /* The canonical combination is a sequence of separately rounded operations
  * (kernels.h): no contraction into FMA (clang's default within expressions). */
@@ -429,4 +430,6 @@ const px_kernels px__kernels_ref = {
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16_f32 = axpy_f16_f32,
     .f32_to_f16_row = f32_to_f16_row,
+    .geglu = px_geglu,
+    .swiglu = px_swiglu,
 };

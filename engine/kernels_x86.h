@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include "kernels.h"
+#include "ops.h"
 #include "px.h"
 
 /* The canonical combination (kernels.h) is separately rounded mul and add:
@@ -602,6 +603,56 @@ static void f32_to_f16_row(int64_t n, const float *x, px_f16 *y) {
         y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
 }
 
+/* px_expf (ops.c) on 8 lanes: the same separately rounded operations in the
+ * same order (floor by vroundps, the clamps keep NaN as the scalar ?: do). */
+ALWAYS_INLINE __m256 expf8(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(-87.3f), x);
+    x = _mm256_min_ps(_mm256_set1_ps(88.7f), x);
+    __m256 n = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                             _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f)));
+    r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(-2.12194440e-4f)));
+    static const float c[5] = {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,
+                               1.6666665459e-1f, 5.0000001201e-1f};
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    for (int i = 0; i < 5; i++)
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(c[i]));
+    p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r),
+                      _mm256_set1_ps(1.0f));
+    __m256i bits =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+/* px_geglu's operations on 8 lanes; the tail goes through px_geglu itself. */
+static void geglu(float *gate, const float *up, int64_t n) {
+    const __m256 k = _mm256_set1_ps(0.7978845608028654f), one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(gate + i);
+        __m256 c = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), x), x), x);
+        __m256 y = _mm256_mul_ps(k, _mm256_add_ps(x, c));
+        __m256 e = expf8(_mm256_mul_ps(_mm256_set1_ps(2.0f), y));
+        __m256 t = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+        __m256 g = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(one, t));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(g, _mm256_loadu_ps(up + i)));
+    }
+    px_geglu(gate + i, up + i, n - i);
+}
+
+/* px_swiglu's operations on 8 lanes. */
+static void swiglu(float *gate, const float *up, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(gate + i);
+        __m256 e = expf8(_mm256_xor_ps(x, sign));
+        __m256 s = _mm256_div_ps(x, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    px_swiglu(gate + i, up + i, n - i);
+}
+
 #define PX_X86_TABLE_COMMON                                                                        \
     .vec_dot =                                                                                     \
         {[PX_DTYPE_Q4_0] = dot_q4_0, [PX_DTYPE_Q5_0] = dot_q5_0, [PX_DTYPE_Q8_0] = dot_q8_0,       \
@@ -613,6 +664,7 @@ static void f32_to_f16_row(int64_t n, const float *x, px_f16 *y) {
                [PX_DTYPE_F32] = to_f32_f32,   [PX_DTYPE_F16] = to_f32_f16,                         \
                [PX_DTYPE_BF16] = to_f32_bf16},                                                     \
     .quantize_q8a = quantize_q8a, .quantize_q8k = quantize_q8k, .dot_f16_f32 = dot_f16_f32,        \
-    .axpy_f16_f32 = axpy_f16_f32, .f32_to_f16_row = f32_to_f16_row
+    .axpy_f16_f32 = axpy_f16_f32, .f32_to_f16_row = f32_to_f16_row, .geglu = geglu,                \
+    .swiglu = swiglu
 
 #endif

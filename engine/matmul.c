@@ -369,6 +369,34 @@ int px_matmul(px_matmul_ctx *ctx, const px_tensor *w, const float *x, int n_tok,
     return px_matmul_multi(ctx, 1, &w, x, n_tok, &y);
 }
 
+/* ---- gated activations --------------------------------------------------- */
+
+typedef struct glu_job {
+    const px_kernels *ks;
+    bool gelu;
+    float *gate;
+    const float *up;
+    int64_t n;
+} glu_job;
+
+static void job_glu(void *ctx, int ith, int nth) {
+    glu_job *j = ctx;
+    /* Contiguous ranges in whole cache lines. */
+    int64_t per = (j->n + nth - 1) / nth;
+    per = (per + 15) / 16 * 16;
+    int64_t i0 = PX_MIN(j->n, (int64_t)ith * per), i1 = PX_MIN(j->n, i0 + per);
+    (j->gelu ? j->ks->geglu : j->ks->swiglu)(j->gate + i0, j->up + i0, i1 - i0);
+}
+
+void px_glu(px_matmul_ctx *ctx, bool gelu, float *gate, const float *up, int64_t n) {
+    glu_job j = {.ks = px__kernels_get(), .gelu = gelu, .gate = gate, .up = up, .n = n};
+    /* a decode row (a few thousand elements) is quicker than a pool round trip */
+    if (n >= 32768 && ctx->nth > 1)
+        px_pool_run(ctx->pool, job_glu, &j);
+    else
+        job_glu(&j, 0, 1);
+}
+
 /* ---- attention helpers --------------------------------------------------- */
 
 float px_dot_f16_f32(int64_t n, const px_f16 *a, const float *b) {

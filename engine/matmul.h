@@ -13,6 +13,7 @@
 #ifndef PX_MATMUL_H
 #define PX_MATMUL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "pool.h"
@@ -48,6 +49,12 @@ float px_dot_f16_f32(int64_t n, const px_f16 *a, const float *b);
 void px_axpy_f16_f32(int64_t n, float alpha, const px_f16 *x, float *y);
 /* y[i] = (f16) x[i], round to nearest even. */
 void px_f32_to_f16_row(int64_t n, const float *x, px_f16 *y);
+
+/* gate[i] = act(gate[i]) * up[i] for i < n, act = gelu_tanh when gelu, else
+ * silu; spread over the ctx's pool when n is large. Each element is
+ * computed the same way wherever the split falls (bitwise px_geglu /
+ * px_swiglu of ops.h). */
+void px_glu(px_matmul_ctx *ctx, bool gelu, float *gate, const float *up, int64_t n);
 
 /* Name of the kernel set in use ("avx512-vnni", "avx2", "portable"). */
 const char *px_matmul_kernel_name(void);

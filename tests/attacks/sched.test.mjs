@@ -7,7 +7,7 @@
 // slow.test.mjs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Guard, post, raw, stream, sseEvents, assertError, assertErrorBody, completion, chat, gemini, metrics, until, sleep } from './postcond.mjs';
+import { Guard, post, req, raw, stream, sseEvents, assertError, assertErrorBody, completion, chat, gemini, metrics, until, sleep } from './postcond.mjs';
 
 const C = '/v1/completions';
 let g; // a KV pool of about 70 blocks of 16 tokens, context 512
@@ -130,7 +130,8 @@ test('61/63/76: a full queue answers 429 + Retry-After; queued streams get pings
     { modelArgs: ['--arch', 'gemma3', '--tiny', '--type', 'Q8_0', '--n-embd', '512', '--n-head', '8',
       '--head-dim', '64', '--n-ff', '2048', '--n-layer', '8'] });
   try {
-    const ref = (await post(q.base, C, long('The running one', 1900))).json.choices[0].text;
+    // (generous: on a loaded machine 1,900 tokens of this model take a while)
+    const ref = (await req(q.base, 'POST', C, long('The running one', 1900), {}, { timeout: 180000 })).json.choices[0].text;
     const promptTok0 = (await metrics(q.base)).promptTokens;
     let started;
     const running = stream(q.base, C, long('The running one', 1900, { stream: true }), { onData: (t) => { started ??= /data: \{/.test(t) || undefined; return false; } });

@@ -15,6 +15,7 @@
 
 #include "kernels.h"
 #include "matmul.h"
+#include "ops.h"
 #include "pool.h"
 #include "px.h"
 #include "quant.h"
@@ -444,7 +445,7 @@ END_TEST
  * also gives the portable set's bits. */
 START_TEST(test_batch_invariant) {
     static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 16, 17, 31, 33, 64, 100, 513};
-    enum { MT = 513, NI = 800, NO = 37, NPORT = 40 };
+    enum { MT = 513, NI = 800, NO = 133, NPORT = 40 }; /* 133: chunks of 16+ rows */
     if (px_matmul_force_kernels(sets[_i]) != 0) return;
     px_pool *pools[2] = {px_pool_create(1), px_pool_create(2)};
     px_matmul_ctx *ctx[2];
@@ -560,6 +561,55 @@ START_TEST(test_attention_helpers) {
 }
 END_TEST
 
+/* px_glu on every set, alone and spread over a 2-thread pool, gives
+ * px_geglu / px_swiglu bit for bit (batch invariance of the MLP), and both
+ * are close to the exact functions. */
+START_TEST(test_glu) {
+    if (px_matmul_force_kernels(sets[_i]) != 0) return;
+    px_pool *pool = px_pool_create(2);
+    px_matmul_ctx *ctx = px_matmul_ctx_create(pool, 1, 32);
+    ck_assert_ptr_nonnull(ctx);
+    static const int64_t lens[] = {1, 7, 8, 37, 6912, 40000 + 3};
+    static const float special[] = {0.0f,   -0.0f,  1e-30f,   -1e-30f,   30.0f,
+                                    -30.0f, 88.0f,  -88.0f,   200.0f,    -200.0f,
+                                    1e30f,  -1e30f, INFINITY, -INFINITY, NAN};
+    for (size_t k = 0; k < PX_ARRAY_LEN(lens); k++) {
+        const int64_t n = lens[k];
+        float *g = malloc(sizeof(float) * (size_t)n), *u = malloc(sizeof(float) * (size_t)n);
+        float *got = malloc(sizeof(float) * (size_t)n), *want = malloc(sizeof(float) * (size_t)n);
+        ck_assert(g && u && got && want);
+        px_test_fill_random(g, (size_t)n, 51 + k);
+        px_test_fill_random(u, (size_t)n, 61 + k);
+        for (int64_t i = 0; i < n; i++)
+            g[i] *= 12.0f; /* both tails of the activations */
+        for (size_t i = 0; i < PX_ARRAY_LEN(special) && (int64_t)i < n; i++)
+            g[n - 1 - (int64_t)i] = special[i]; /* in the vector body and the tail */
+        for (int gelu = 0; gelu < 2; gelu++) {
+            memcpy(got, g, sizeof(float) * (size_t)n);
+            memcpy(want, g, sizeof(float) * (size_t)n);
+            px_glu(ctx, gelu, got, u, n);
+            (gelu ? px_geglu : px_swiglu)(want, u, n);
+            ck_assert_msg(memcmp(got, want, sizeof(float) * (size_t)n) == 0,
+                          "%s %s n=%lld differs from ops.c", sets[_i], gelu ? "geglu" : "swiglu",
+                          (long long)n);
+            for (int64_t i = 0; i < n; i++) {
+                double x = g[i], a;
+                if (!isfinite(x) || fabs(x) > 80.0) continue;
+                a = gelu ? 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+                         : x / (1.0 + exp(-x));
+                double e = a * u[i];
+                ck_assert_msg(fabs(got[i] - e) <= 1e-5 * fabs(e) + 1e-6, "%s x=%g: %g vs %g",
+                              sets[_i], x, (double)got[i], e);
+            }
+        }
+        free(g), free(u), free(got), free(want);
+    }
+    px_matmul_ctx_destroy(ctx);
+    px_pool_destroy(pool);
+    px_matmul_force_kernels("portable");
+}
+END_TEST
+
 START_TEST(test_errors) {
     px_pool *pool = px_pool_create(1);
     px_matmul_ctx *ctx = px_matmul_ctx_create(pool, 4, 64);
@@ -598,6 +648,7 @@ Suite *px_suite_matmul(void) {
     tcase_add_loop_test(tc, test_multi_vs_single, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_batch_invariant, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_attention_helpers, 0, PX_ARRAY_LEN(sets));
+    tcase_add_loop_test(tc, test_glu, 0, PX_ARRAY_LEN(sets));
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
     return s;
