@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "blocks.h"
 #include "px.h"
@@ -26,6 +27,7 @@ void px_sched_opts_init(px_sched_opts *o) {
     o->prefix_cache = true;
     o->itl_ratio = 2.0;
     o->vision = NULL;
+    memset(&o->faults, 0, sizeof o->faults);
 }
 
 px_sched *px_sched_create(px_model *m, const px_sched_opts *o_in, char *err, size_t errlen) {
@@ -35,7 +37,8 @@ px_sched *px_sched_create(px_model *m, const px_sched_opts *o_in, char *err, siz
     else
         px_sched_opts_init(&o);
     if (o.max_batch_tokens <= 0 || o.max_running <= 0 || o.max_waiting <= 0 ||
-        o.max_running > o.max_batch_tokens) {
+        o.max_running > o.max_batch_tokens || !(o.faults.stall_s >= 0) || o.faults.stall_s > 3600 ||
+        o.faults.nan_row < 0) {
         px_fail(err, errlen, PX_EINVAL, "invalid scheduler options");
         return NULL;
     }
@@ -86,6 +89,78 @@ px_sched *px_sched_create(px_model *m, const px_sched_opts *o_in, char *err, siz
     s->stats.c.kv_blocks_total = nb;
     s->stats.c.kv_blocks_free = nb;
     return s;
+}
+
+/* --- fault injection (TEST ONLY) ---------------------------------------- */
+
+/* One "key=value" of a fault plan into f. */
+static int fault_item(char *item, px_sched_faults *f, char *err, size_t errlen) {
+    char *eq = strchr(item, '='), *end = NULL;
+    if (!eq || !eq[1]) return px_fail(err, errlen, PX_EINVAL, "'%s' is not key=value", item);
+    *eq = 0;
+    const char *val = eq + 1;
+    int64_t *step = strcmp(item, "fail_step") == 0    ? &f->fail_step
+                    : strcmp(item, "nan_step") == 0   ? &f->nan_step
+                    : strcmp(item, "stall_step") == 0 ? &f->stall_step
+                                                      : NULL;
+    int is_row = strcmp(item, "nan_row") == 0, is_secs = strcmp(item, "stall_s") == 0;
+    if (!step && !is_row && !is_secs)
+        return px_fail(err, errlen, PX_EINVAL, "unknown key '%s'", item);
+    /* Plain non-negative decimals only (strto* would take spaces, signs, "inf"). */
+    int ok = strspn(val, is_secs ? "0123456789." : "0123456789") == strlen(val);
+    double v = ok ? strtod(val, &end) : 0;
+    if (!ok || *end || v > (is_secs ? 3600.0 : (double)INT32_MAX))
+        return px_fail(err, errlen, PX_EINVAL, "%s: bad value '%s'", item, val);
+    if (step) *step = (int64_t)v;
+    if (is_row) f->nan_row = (int32_t)v;
+    if (is_secs) f->stall_s = v;
+    return 0;
+}
+
+int px_sched_faults_parse(const char *spec, px_sched_faults *f, char *err, size_t errlen) {
+    memset(f, 0, sizeof *f);
+    for (const char *p = spec ? spec : ""; *p;) {
+        size_t len = strcspn(p, ",");
+        char item[64];
+        int rc = 0;
+        if (len == 0 || len >= sizeof item || (p[len] == ',' && !p[len + 1])) {
+            rc = px_fail(err, errlen, PX_EINVAL, "an empty or overlong item");
+        } else {
+            memcpy(item, p, len);
+            item[len] = 0;
+            rc = fault_item(item, f, err, errlen);
+        }
+        if (rc < 0) {
+            memset(f, 0, sizeof *f); /* all or nothing */
+            return rc;
+        }
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
+/* Before forward pass n: the injected stall. */
+static void fault_before(const px_sched *s, int64_t n) {
+    const px_sched_faults *f = &s->o.faults;
+    if (f->stall_step <= 0 || n != f->stall_step || f->stall_s <= 0) return;
+    struct timespec ts = {(time_t)f->stall_s,
+                          (long)((f->stall_s - (double)(time_t)f->stall_s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0) /* resumed after a signal */
+        ;
+}
+
+/* After forward pass n (rows: logits rows it filled): the injected failure
+ * or NaN row. Returns the pass's result. */
+static int fault_after(px_sched *s, int64_t n, int rc, int32_t rows, char *err, size_t errlen) {
+    const px_sched_faults *f = &s->o.faults;
+    if (rc == 0 && f->fail_step > 0 && n == f->fail_step)
+        return px_fail(err, errlen, PX_EIO, "injected engine failure (test)");
+    if (rc == 0 && f->nan_step > 0 && n == f->nan_step && f->nan_row < rows) {
+        float *row = s->logits + (size_t)f->nan_row * (size_t)s->n_vocab;
+        for (int32_t v = 0; v < s->n_vocab; v++)
+            row[v] = NAN;
+    }
+    return rc;
 }
 
 /* --- the step --------------------------------------------------------- */
@@ -322,6 +397,33 @@ static void update_gauges(px_sched *s) {
     px_stats_unlock(&s->stats);
 }
 
+/* The logits rows this step's plan asked for. */
+static int32_t logit_rows_of(const px_sched *s, int32_t n_plan) {
+    int32_t rows = 0;
+    for (int32_t p = 0; p < n_plan; p++)
+        rows += s->plan[p]->n_logit_rows;
+    return rows;
+}
+
+/* Ends every sequence of r with an engine error, planned or not: the
+ * response is an error anyway, so its other choices stop too. Entries of
+ * this step's plan are cleared so that the caller skips them. */
+static void fail_request(px_sched *s, px_request *r, int32_t n_plan, int code) {
+    px_request_ref(r); /* the last finish drops the scheduler's reference */
+    seq_list *lists[2] = {&s->running, &s->waiting};
+    for (int l = 0; l < 2; l++) {
+        for (int32_t i = lists[l]->n - 1; i >= 0; i--) {
+            if (i >= lists[l]->n) continue;
+            seq *q = lists[l]->v[i];
+            if (q->req != r) continue;
+            for (int32_t p = 0; p < n_plan; p++)
+                if (s->plan[p] == q) s->plan[p] = NULL;
+            px__finish_seq(s, q, PX_FINISH_ERROR, code, "internal error in the model");
+        }
+    }
+    px_request_unref(r);
+}
+
 int px_sched_step(px_sched *s) {
     drain_inbox(s);
     reap(s, px_now());
@@ -354,13 +456,19 @@ int px_sched_step(px_sched *s) {
                       .n_seqs = n_plan,
                       .seqs = s->b_seqs};
         char err[256];
+        int64_t pass = ++s->n_forward;
+        fault_before(s, pass);
         double t0 = px_now();
         rc = px_forward(s->model, &b, s->logits, err, sizeof err);
         double now = px_now();
+        rc = fault_after(s, pass, rc, logit_rows_of(s, n_plan), err, sizeof err);
         if (rc == 0) step_cost_add(s, n, now - t0); /* for pacing prefill against decodes */
         if (rc < 0) {
+            /* Nothing of this pass can be trusted: every request in it ends.
+             * K/V it may have written sit past n_computed, in blocks that
+             * were never published, so the release frees them. */
             for (int32_t p = 0; p < n_plan; p++)
-                px__finish_seq(s, s->plan[p], PX_FINISH_ERROR, rc, "internal error in the model");
+                if (s->plan[p]) fail_request(s, s->plan[p]->req, n_plan, rc);
         } else {
             px_stats_lock(&s->stats);
             s->stats.c.steps++;
@@ -369,8 +477,18 @@ int px_sched_step(px_sched *s) {
             seq *forks[PX_MAX_CHOICES];
             for (int32_t p = 0; p < n_plan; p++) {
                 seq *q = s->plan[p];
+                if (!q) continue; /* its request already ended with a fault this step */
                 int32_t pos0 = q->n_computed;
                 q->n_computed += q->chunk;
+                /* A non-finite row means this sequence's state is garbage:
+                 * end its request before anything is posted or its blocks
+                 * are published for reuse. */
+                if (q->n_logit_rows > 0 &&
+                    px__has_nonfinite(s->logits + (size_t)q->logit_row * (size_t)s->n_vocab,
+                                      q->n_logit_rows * s->n_vocab)) {
+                    fail_request(s, q->req, n_plan, PX_EIO);
+                    continue;
+                }
                 if (q->n_logit_rows > 1 || (q->n_logit_rows == 1 && wants_prompt_lp(q)))
                     px__post_prompt_logprobs(s, q, pos0);
                 if (q->state == SEQ_PREFILL && q->n_computed == q->n_tok && q->n_gen == 0) {
@@ -382,10 +500,6 @@ int px_sched_step(px_sched *s) {
                 if (q->logit_row < 0 || q->n_computed < q->n_tok) continue;
                 const float *row =
                     s->logits + (size_t)(q->logit_row + q->n_logit_rows - 1) * (size_t)s->n_vocab;
-                if (px__has_nonfinite(row, s->n_vocab)) {
-                    px__finish_seq(s, q, PX_FINISH_ERROR, PX_EINVAL, "internal error in the model");
-                    continue;
-                }
                 int32_t n_forks = 0;
                 if (q->choice == 0 && !q->forked && q->req->n_choices > 1)
                     px__fork_choices(s, q, forks, &n_forks);
@@ -397,7 +511,7 @@ int px_sched_step(px_sched *s) {
     }
     if (s->iq_n > 0) px__image_work(s, vision_budget(s));
     update_gauges(s);
-    return s->running.n + s->waiting.n;
+    return rc < 0 ? rc : s->running.n + s->waiting.n;
 }
 
 /* --- thread, submit, teardown ---------------------------------------- */
@@ -428,6 +542,7 @@ static void *sched_main(void *arg) {
 
 int px_sched_start(px_sched *s) {
     if (s->started) return PX_EINVAL;
+    update_gauges(s); /* progress is measured from now, even if the first step hangs */
     if (pthread_create(&s->thread, NULL, sched_main, s) != 0) return PX_ENOMEM;
     s->started = 1;
     return 0;

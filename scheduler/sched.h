@@ -25,6 +25,11 @@
  * image rows include it, so a repeated image is neither encoded nor
  * computed again. An image's rows go into one forward pass, whole (they
  * attend to each other both ways), even past the pacing cap.
+ * Engine faults: a failed px_forward ends every request with a sequence in
+ * that pass, a non-finite logits row the request of its sequence (all its
+ * choices, FINISH error "internal error in the model"; their blocks are
+ * released, and K/V from the bad pass is never published for reuse); the
+ * other requests go on untouched. px_sched_faults injects both (tests).
  * Owns: every sequence, the block manager, the sampler, the stats. Threads:
  * px_sched_submit and px_sched_snapshot from any thread; px_sched_step only
  * from the scheduler thread (or a test driving it without a thread). */
@@ -39,6 +44,24 @@
 #include "request.h"
 #include "stats.h"
 
+/* TEST ONLY: engine faults injected on purpose, to prove that a fault ends
+ * just the requests it hits (tests/unit/scheduler/faults.c, polluxd's
+ * PX_TEST_FAULTS). Steps are the scheduler's forward passes counted from 1;
+ * 0 (or less) turns a fault off. Each fires once. */
+typedef struct px_sched_faults {
+    int64_t fail_step;  /* this pass counts as failed (PX_EIO), as a real engine error */
+    int64_t nan_step;   /* this pass's logits row nan_row becomes NaN */
+    int32_t nan_row;    /* a logits row of nan_step (0 = the first planned sequence's;
+                         * nothing happens if the pass has fewer rows) */
+    int64_t stall_step; /* before this pass the thread sleeps stall_s seconds, as a */
+    double stall_s;     /* stuck kernel would, without stamping progress */
+} px_sched_faults;
+
+/* Parses "fail_step=5,nan_step=9,nan_row=0,stall_step=20,stall_s=40" (any
+ * subset, any order) into *f (zeroed first). 0, or PX_EINVAL with err and
+ * *f zeroed. */
+int px_sched_faults_parse(const char *spec, px_sched_faults *f, char *err, size_t errlen);
+
 typedef struct px_sched_opts {
     int max_batch_tokens;     /* tokens per step (default 512; <= the model's) */
     int max_running;          /* sequences in flight (default 64; <= model's logit rows) */
@@ -48,6 +71,7 @@ typedef struct px_sched_opts {
                                * takes at most this many decode-only steps' time, from
                                * measured costs (default 2; <= 1: no cap) */
     struct px_vision *vision; /* the image tower (borrowed), or NULL: no images */
+    px_sched_faults faults;   /* TEST ONLY (default: none) */
 } px_sched_opts;
 void px_sched_opts_init(px_sched_opts *o);
 
@@ -75,7 +99,9 @@ int px_sched_submit(px_sched *s, px_request *r, char *err, size_t errlen);
  * affected requests were finished with an error). */
 int px_sched_step(px_sched *s);
 
-/* Copies the counters and histograms (any thread). */
+/* Copies the counters and histograms (any thread). last_step_time is
+ * stamped at the end of every step and at least once a second while idle,
+ * so its age is how long the scheduler thread has made no progress. */
 void px_sched_snapshot(px_sched *s, px_stats_counters *c, px_hist *ttft, px_hist *itl, px_hist *e2e,
                        px_hist *queue);
 

@@ -122,6 +122,7 @@ struct px_sched {
     const float **b_embd;        /* (max_batch_tokens) step buffers */
     int32_t *b_attn_end;
     uint64_t step_no;
+    int64_t n_forward; /* forward passes started (the fault plan counts these) */
 };
 
 /* Shared between sched.c and seq.c (seq.c defines them; each is documented

@@ -96,6 +96,10 @@ static const key keys[] = {
      "queued requests (429 above)"},
     {"prefix_cache", "scheduler", T_BOOL, OFF(prefix_cache), 0, 0, false, "true", NULL, "BOOL",
      "reuse KV blocks of shared prompt prefixes"},
+    {"stall_timeout_s", "scheduler", T_INT, OFF(stall_timeout_s), 2, 86400, false, "30", NULL,
+     "SEC",
+     "a scheduler step older than this means stalled: /health answers 503 and the systemd "
+     "watchdog is no longer fed"},
     /* [limits] */
     {"max_tokens_default", "limits", T_INT, OFF(max_tokens_default), 0, 1 << 20, false, "0", NULL,
      "N", "max_tokens when the client sets none (0 = up to the context)"},

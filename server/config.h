@@ -49,6 +49,7 @@ typedef struct px_config {
     int max_running;      /* 64 */
     int max_waiting;      /* 1024 (429 above) */
     bool prefix_cache;    /* true */
+    int stall_timeout_s;  /* no scheduler step for this long: /health 503, watchdog unfed (30) */
     /* [limits] */
     int max_tokens_default;   /* when the client sets none (0 = up to the context) */
     int max_n;                /* 8 */

@@ -340,12 +340,10 @@ enum MHD_Result px_route(px_server *s, px_conn *c) {
         /* Alive means the scheduler thread is making progress too. */
         if (!s->sched)
             return px_respond(c, 200, "application/json", "{\"status\":\"loading\"}", 20);
-        px_stats_counters sc;
-        px_sched_snapshot(s->sched, &sc, NULL, NULL, NULL, NULL);
-        int stuck = sc.last_step_time > 0 && px_now() - sc.last_step_time > 30.0;
-        return stuck ? px_respond(c, 503, "application/json", "{\"status\":\"scheduler stalled\"}",
-                                  30)
-                     : px_respond(c, 200, "application/json", "{\"status\":\"ok\"}", 15);
+        return px_server_sched_stalled(s)
+                   ? px_respond(c, 503, "application/json", "{\"status\":\"scheduler stalled\"}",
+                                30)
+                   : px_respond(c, 200, "application/json", "{\"status\":\"ok\"}", 15);
     }
     case R_READY:
         if (!s->ready || s->draining)
@@ -373,6 +371,14 @@ enum MHD_Result px_route(px_server *s, px_conn *c) {
     default: break;
     }
     return MHD_NO;
+}
+
+bool px_server_sched_stalled(px_server *s) {
+    if (!s->sched) return false;
+    px_stats_counters c;
+    px_sched_snapshot(s->sched, &c, NULL, NULL, NULL, NULL);
+    /* px_sched_start stamps it first: never 0 here in practice. */
+    return c.last_step_time > 0 && px_now() - c.last_step_time >= s->cfg->stall_timeout_s;
 }
 
 void px_conn_completed(px_server *s, px_conn *c, enum MHD_RequestTerminationCode toe) {

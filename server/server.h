@@ -28,6 +28,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <uv.h>
 
 #include "api/gemini.h"
@@ -93,6 +94,10 @@ void px_server_on_notify(px_request *r, void *arg);
 void px_server_drain_wakes(px_server *s);
 /* Keepalive pings and deadline bookkeeping, every second (loop thread). */
 void px_server_tick(px_server *s);
+/* The scheduler thread has finished no step (nor checked in while idle) for
+ * cfg->stall_timeout_s: /health answers 503 and main.c stops feeding the
+ * systemd watchdog. False while loading (no scheduler yet). Any thread. */
+bool px_server_sched_stalled(px_server *s);
 
 /* The per-connection state, created at the first callback of a request. */
 typedef struct px_conn px_conn;

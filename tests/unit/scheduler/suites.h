@@ -9,5 +9,6 @@ Suite *px_suite_stats(void);
 Suite *px_suite_blocks(void);
 Suite *px_suite_sched(void);
 Suite *px_suite_sched_images(void);
+Suite *px_suite_sched_faults(void);
 
 #endif
