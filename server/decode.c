@@ -101,6 +101,18 @@ enum MHD_Result px_decode_start(px_server *s, px_conn *c, px_api_req *areq) {
     return MHD_YES;
 }
 
+void px_decode_conn_gone(px_conn *c) {
+    px_decode *j = c->decode;
+    if (!j) return;
+    c->decode = NULL;
+    if (j->finished) { /* resumed, but the peer had gone: no handler call came */
+        px_api_req_free(&j->areq);
+        free(j);
+    } else {
+        j->c = NULL; /* the done callback frees it */
+    }
+}
+
 enum MHD_Result px_decode_resumed(px_server *s, px_conn *c) {
     px_decode *j = c->decode;
     if (!j->finished) {

@@ -118,6 +118,14 @@ static int is_probe(const char *path) {
            strcmp(path, "/metrics") == 0;
 }
 
+/* How much of an oversized body is read (and dropped) so that its 413 can
+ * be answered on a socket the client is still writing to: 4x the cap, at
+ * most 256 MiB. */
+static size_t discard_limit(const px_server *s) {
+    size_t cap = (size_t)s->cfg->max_body_bytes, lim = cap > SIZE_MAX / 4 ? SIZE_MAX : 4 * cap;
+    return lim > ((size_t)256 << 20) ? ((size_t)256 << 20) : lim;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls) {
@@ -149,13 +157,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
                         "too many open connections; retry later");
             return px_respond_error(c, &e);
         }
-        /* Refuse an announced oversized body before reading it (and before
-         * MHD sends 100 Continue). */
+        /* An announced oversized body: a client that asked first (Expect:
+         * 100-continue) or announced more than we would read hears 413 now,
+         * before any of it is sent; others are read and dropped, then
+         * answered, since closing a socket with unread data resets it and
+         * a client still sending would never see the 413. */
         const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
         if (cl) {
             char *end;
             errno = 0;
             unsigned long long v = strtoull(cl, &end, 10);
+            const char *expect = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Expect");
+            if (!errno && !*end && v > (unsigned long long)s->cfg->max_body_bytes &&
+                v <= (unsigned long long)discard_limit(s) && !expect) {
+                c->body_too_big = 1;
+                return MHD_YES;
+            }
             if (errno || *end || v > (unsigned long long)s->cfg->max_body_bytes) {
                 c->body_too_big = 1;
                 px_api_error e;
@@ -169,24 +186,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     }
     if (c->status) return MHD_YES; /* already answered (e.g. 413): discard the rest */
     if (*upload_size > 0) {
-        if (!c->body_too_big) {
+        if (c->body_too_big) {
+            c->discarded += *upload_size;
+        } else {
             size_t need = c->body_len + *upload_size;
             if (need > (size_t)s->cfg->max_body_bytes) {
-                /* Stop at the cap, not at the body's end: a chunked body
-                 * may never end. MHD 0.9.75 refuses a reply queued
-                 * mid-upload (newer ones send it and close); on refusal
-                 * MHD_NO closes the connection. Either way no more of the
-                 * body is read. */
+                /* Over the cap: drop the body as it comes (see above). */
                 c->body_too_big = 1;
+                c->discarded = need;
                 free(c->body);
                 c->body = NULL;
                 c->body_len = c->body_cap = 0;
-                *upload_size = 0;
-                px_api_error e;
-                px_api_fail(&e, 413, "invalid_request_error", NULL, NULL,
-                            "request body larger than %lld bytes",
-                            (long long)s->cfg->max_body_bytes);
-                return px_respond_error(c, &e);
             } else {
                 if (need + 1 > c->body_cap) {
                     size_t cap = c->body_cap ? c->body_cap : 4096;
@@ -202,6 +212,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
             }
         }
         *upload_size = 0;
+        if (c->body_too_big && c->discarded > discard_limit(s)) {
+            /* Stop reading somewhere, not at the body's end: a chunked body
+             * may never end. MHD 0.9.75 refuses a reply queued mid-upload
+             * (newer ones send it and close); on refusal MHD_NO closes the
+             * connection. Either way no more of the body is read. */
+            px_api_error e;
+            px_api_fail(&e, 413, "invalid_request_error", NULL, NULL,
+                        "request body larger than %lld bytes", (long long)s->cfg->max_body_bytes);
+            return px_respond_error(c, &e);
+        }
         return MHD_YES;
     }
     if (c->body_too_big) {

@@ -387,6 +387,7 @@ void px_conn_completed(px_server *s, px_conn *c, enum MHD_RequestTerminationCode
     px_log(PX_LOG_INFO, "req=%llu %s %s status=%d %.3fs%s", (unsigned long long)c->id, c->method,
            c->path, c->status, px_now() - c->t_start, ok ? "" : " (connection ended early)");
     if (c->st) px_stream_detach(s, c->st, !ok);
+    px_decode_conn_gone(c);
     free(c->body);
     free(c);
 }

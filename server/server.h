@@ -127,7 +127,8 @@ struct px_conn {
     char *body;
     size_t body_len, body_cap;
     int body_too_big;
-    int status; /* status sent (for the access log) */
+    size_t discarded; /* bytes of an oversized body read and dropped */
+    int status;       /* status sent (for the access log) */
     px_dialect dialect;
     int gemini_sse;           /* Gemini stream: ?alt=sse (SSE events); else a JSON array */
     px_stream *st;            /* generation in progress, if any */
@@ -148,6 +149,10 @@ enum MHD_Result px_respond_error(px_conn *c, const px_api_error *e);
 typedef struct px_decode px_decode;
 enum MHD_Result px_decode_start(px_server *s, px_conn *c, px_api_req *areq);
 /* The access handler's call after a decode resumed the connection. */
+/* The connection is ending (MHD's completion callback): a job still
+ * running frees itself when done, a finished one that no handler call
+ * picked up (the peer hung up while it ran) is freed now. */
+void px_decode_conn_gone(px_conn *c);
 enum MHD_Result px_decode_resumed(px_server *s, px_conn *c);
 /* Shutdown: resumes the connections of decodes still running (before
  * stopping MHD); they are answered 503. */

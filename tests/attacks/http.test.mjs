@@ -77,6 +77,21 @@ test('3: an endless chunked body: 413 at the cap and the connection closed', asy
   await g.check('chunked body');
 });
 
+test('3: a body over the cap from a client that does not ask first: it hears the 413, no reset', async () => {
+  // Content-Length and chunked, 2.5x the 2 MiB cap, sent whole: closing with
+  // unread data would reset the socket before the client reads the answer.
+  const body = Buffer.alloc(5 * 1024 * 1024, 0x61);
+  for (let i = 0; i < 4; i++) {
+    const chunked = i % 2 === 1;
+    const head = 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n' +
+      (chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${body.length}\r\n\r\n`);
+    const r = await raw(g.base, [head, chunked ? Buffer.concat([Buffer.from(body.length.toString(16) + '\r\n'), body, Buffer.from('\r\n0\r\n\r\n')]) : body],
+      { timeout: 10000 });
+    assert.equal(statusOf(r.data), 413, `${chunked ? 'chunked' : 'Content-Length'}: ${r.data.slice(0, 200)}`);
+  }
+  await g.check('413 heard');
+});
+
 test('4: Expect: 100-continue with an oversized Content-Length: 413 without 100 Continue', async () => {
   const r = await raw(g.base, ['POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
     'Content-Length: 999999999\r\nExpect: 100-continue\r\n\r\n'], { timeout: 3000 });
