@@ -12,7 +12,8 @@
  * n_tok 1..16, to place the switches; -k: force a kernel set, "portable",
  * "avx2" or "avx512-vnni"; -x DTYPE:N_IN:N_OUT:N_TOK[:rows|gemm4|gemm16|blas]:
  * time one case only, for perf record, printing the process CPU time per
- * call too, which other processes on a shared machine do not inflate). */
+ * call too, which other processes on a shared machine do not inflate; -c:
+ * the compute ceiling of the gemm16 instruction mix on one core). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,12 +178,68 @@ static int run_one(px_matmul_ctx *ctx, const char *spec, const float *x, float *
     return 0;
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define R12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define C_DECL(k)                                                                                  \
+    __m512i a##k = _mm512_set1_epi32(k);                                                           \
+    __m512 f##k = _mm512_set1_ps((float)k);
+#define C_DP(k) a##k = _mm512_dpbusd_epi32(a##k, xv, yv);
+#define C_FL(k)                                                                                    \
+    f##k = _mm512_add_ps(f##k, _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a##k), fs), fs));
+#define C_KEEP(k) __asm__ volatile("" : "+v"(a##k), "+v"(f##k));
+#define C_SUM(k) s += _mm512_reduce_add_epi32(a##k) + (int)_mm512_reduce_add_ps(f##k);
+
+/* The compute ceiling of gemm16 on one core: cycles (from a dependent
+ * vpaddd chain, 1 cycle each) per vpdpbusd zmm alone, and per block of one
+ * row and 16 tokens with the canonical combination (8 vpdpbusd + cvt + 2
+ * mul + add). Zen 4 runs 512-bit multiplies, converts and vpdpbusd on the
+ * same two pipes, so the float work of a block is not free. */
+__attribute__((target("avx512f,avx512vnni"))) static void ceiling(void) {
+    const long n = 20000000;
+    __m512i xv = _mm512_set1_epi32(3), yv = _mm512_set1_epi32(5), c = xv;
+    __m512 fs = _mm512_set1_ps(1.0001f);
+    double t0 = cpu_s();
+    for (long i = 0; i < 5 * n; i++) {
+        c = _mm512_add_epi32(c, yv);
+        __asm__ volatile("" : "+v"(c));
+    }
+    double cyc = (cpu_s() - t0) / (5.0 * (double)n);
+    R12(C_DECL)
+    t0 = cpu_s();
+    for (long i = 0; i < n; i++) {
+        R12(C_DP) R12(C_KEEP)
+    }
+    double dp = (cpu_s() - t0) / (12.0 * (double)n) / cyc;
+    t0 = cpu_s();
+    for (long i = 0; i < n / 8; i++) {
+        R12(C_DP)
+        R12(C_DP) R12(C_DP) R12(C_DP) R12(C_DP) R12(C_DP) R12(C_DP) R12(C_DP) R12(C_FL) R12(C_KEEP)
+    }
+    double blk = (cpu_s() - t0) / (12.0 * (double)(n / 8)) / cyc;
+    int s = (int)_mm512_reduce_add_epi32(c);
+    R12(C_SUM)
+    double ghz = 1e-9 / cyc, gf = 2.0 * 16 * 32 / blk * ghz; /* flops of a block / its time */
+    printf("one core at %.2f GHz: vpdpbusd zmm %.2f cycles; a block (8 vpdpbusd + cvt + 2 mul + "
+           "add) %.2f cycles (8 if float work were free)\n"
+           "gemm16 compute ceiling: %.0f GFLOPS per core (%.0f with free float work)%s\n",
+           ghz, dp, blk, gf, 2.0 * 16 * 32 / (8 * dp) * ghz, s == 42 ? " " : "");
+}
+#endif
+
 int main(int argc, char **argv) {
     int n_threads = 2, quick = 0, decode_table = 0;
     double min_s = 0.3;
     const char *one = NULL, *kset = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "t:s:qdx:k:")) != -1) {
+    while ((opt = getopt(argc, argv, "t:s:qdx:k:c")) != -1) {
         switch (opt) {
         case 'x': one = optarg; break;
         case 'k': kset = optarg; break;
@@ -190,9 +247,18 @@ int main(int argc, char **argv) {
         case 's': min_s = atof(optarg); break;
         case 'q': quick = 1; break;
         case 'd': decode_table = 1; break;
+        case 'c':
+#if defined(__x86_64__)
+            if (__builtin_cpu_supports("avx512vnni")) {
+                ceiling();
+                return 0;
+            }
+#endif
+            fprintf(stderr, "pollux-kbench: -c needs AVX-512 VNNI\n");
+            return 1;
         default:
             fprintf(stderr,
-                    "usage: %s [-t threads] [-s seconds] [-q] [-d] [-k set] "
+                    "usage: %s [-c] [-t threads] [-s seconds] [-q] [-d] [-k set] "
                     "[-x dtype:n_in:n_out:n_tok[:path]]\n",
                     argv[0]);
             return 2;
