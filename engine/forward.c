@@ -40,6 +40,7 @@ static int check_batch(const px_model *m, const px_batch *b, int *n_logits, char
                                sq->blocks[i]);
     }
     int nl = 0;
+    const int bs = m->kv_block_size, win = m->cfg.sliding_window;
     for (int i = 0; i < b->n_tok; i++) {
         if (b->tokens[i] < 0 || b->tokens[i] >= m->cfg.n_vocab)
             return px_fail(err, errlen, PX_EINVAL, "token id %d out of range [0, %d)", b->tokens[i],
@@ -60,6 +61,24 @@ static int check_batch(const px_model *m, const px_batch *b, int *n_logits, char
             (b->attn_end[i] > m->n_ctx || (b->attn_end[i] - 1) / m->kv_block_size >= sq->n_blocks))
             return px_fail(err, errlen, PX_EINVAL, "row %d: attention span end %d out of range", i,
                            b->attn_end[i]);
+        if (m->kv_blocks_local > 0) {
+            /* The local blocks this row writes and reads: its window, on to
+             * the end of its image. */
+            const px_batch_seq *ls = b->lseqs ? &b->lseqs[b->seq[i]] : sq;
+            const int32_t *lt = ls->blocks;
+            int32_t n_lt = ls->n_blocks;
+            int32_t lo = win > 0 && p - win + 1 > 0 ? p - win + 1 : 0;
+            int32_t hi = b->attn_end && b->attn_end[i] > p + 1 ? b->attn_end[i] - 1 : p;
+            if ((n_lt > 0 && !lt) || hi / bs >= n_lt)
+                return px_fail(err, errlen, PX_EINVAL,
+                               "row %d: position %d outside the local block table (%d blocks)", i,
+                               hi, n_lt);
+            for (int32_t k = lo / bs; k <= hi / bs; k++)
+                if (lt[k] < 0 || lt[k] >= m->kv_blocks_local)
+                    return px_fail(err, errlen, PX_EINVAL,
+                                   "row %d: local block %d (id %d) missing or out of range", i, k,
+                                   lt[k]);
+        }
     }
     if (nl > m->max_logit_rows)
         return px_fail(err, errlen, PX_EINVAL, "%d logit rows (limit %d)", nl, m->max_logit_rows);
@@ -83,6 +102,7 @@ static void attend_one(px_model *m, const px_batch *b, int layer, int local, int
     const int kvh = h / (c->n_head / c->n_head_kv);
     const px_batch_seq *sq = &b->seqs[b->seq[row]];
     const int32_t p = b->pos[row];
+    const int32_t *tbl = local && b->lseqs ? b->lseqs[b->seq[row]].blocks : sq->blocks;
     /* Keys lo..hi: causal (and windowed) up to p, on to the end of an image. */
     const int32_t hi = b->attn_end && b->attn_end[row] > p + 1 ? b->attn_end[row] - 1 : p;
     int32_t lo = 0;
@@ -93,7 +113,7 @@ static void attend_one(px_model *m, const px_batch *b, int layer, int local, int
     const size_t head_off = (size_t)kvh * hd, slot_stride = (size_t)c->n_head_kv * hd;
     float mx = -INFINITY;
     for (int32_t t = lo; t <= hi; t++) {
-        const px_f16 *kb = px__kv_block(m, layer, 0, sq->blocks[t / bs]);
+        const px_f16 *kb = px__kv_block(m, layer, 0, tbl[t / bs]);
         float s =
             px_dot_f16_f32(hd, kb + (size_t)(t % bs) * slot_stride + head_off, q) * c->attn_scale;
         scores[t - lo] = s;
@@ -108,7 +128,7 @@ static void attend_one(px_model *m, const px_batch *b, int layer, int local, int
     float inv = 1.0f / sum;
     memset(out, 0, sizeof(float) * (size_t)hd);
     for (int32_t t = lo; t <= hi; t++) {
-        const px_f16 *vb = px__kv_block(m, layer, 1, sq->blocks[t / bs]);
+        const px_f16 *vb = px__kv_block(m, layer, 1, tbl[t / bs]);
         px_axpy_f16_f32(hd, scores[t - lo] * inv, vb + (size_t)(t % bs) * slot_stride + head_off,
                         out);
     }
@@ -131,14 +151,16 @@ static void store_kv(px_model *m, const px_batch *b, int layer) {
     const px_model_config *c = &m->cfg;
     const int bs = m->kv_block_size;
     const size_t kv_dim = (size_t)c->n_head_kv * c->head_dim;
+    const int local = m->layers[layer].is_local;
     for (int i = 0; i < b->n_tok; i++) {
         const px_batch_seq *sq = &b->seqs[b->seq[i]];
+        const int32_t *tbl = local && b->lseqs ? b->lseqs[b->seq[i]].blocks : sq->blocks;
         int32_t p = b->pos[i];
         size_t off = (size_t)(p % bs) * kv_dim;
         px_f32_to_f16_row((int64_t)kv_dim, m->rs.k + i * kv_dim,
-                          px__kv_block(m, layer, 0, sq->blocks[p / bs]) + off);
+                          px__kv_block(m, layer, 0, tbl[p / bs]) + off);
         px_f32_to_f16_row((int64_t)kv_dim, m->rs.v + i * kv_dim,
-                          px__kv_block(m, layer, 1, sq->blocks[p / bs]) + off);
+                          px__kv_block(m, layer, 1, tbl[p / bs]) + off);
     }
 }
 

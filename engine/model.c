@@ -267,6 +267,63 @@ static float *make_inv_freq(int head_dim, float base, float scale) {
     return f;
 }
 
+/* Sizes the two KV pools (see model.h) and allocates the arena. */
+static int alloc_kv(px_model *m, const px_model_opts *o, char *err, size_t errlen) {
+    const px_model_config *c = &m->cfg;
+    const int bs = m->kv_block_size;
+    m->n_local_layers = 0;
+    for (int il = 0; il < c->n_layer; il++)
+        m->n_local_layers += m->layers[il].is_local != 0;
+    const int n_loc = m->n_local_layers, n_glob = c->n_layer - n_loc;
+    /* Bytes of one block in each pool. */
+    const int64_t lb = (int64_t)(2 * m->kv_block_elems * sizeof(px_f16));
+    const int64_t bg = lb * n_glob, bl = lb * n_loc;
+    int64_t g, l;
+    if (o->kv_blocks > 0) {
+        g = o->kv_blocks;
+        l = o->kv_blocks_local > 0 ? o->kv_blocks_local : g;
+    } else if (o->kv_cache_mb > 0) {
+        int64_t budget = o->kv_cache_mb << 20;
+        g = l = budget / (bg + bl); /* equal pools */
+        if (n_loc > 0) {
+            int64_t seqs = o->kv_local_seqs > 0 ? o->kv_local_seqs : m->max_logit_rows;
+            int64_t want = o->kv_blocks_local > 0 ? o->kv_blocks_local
+                                                  : seqs * ((c->sliding_window - 1) / bs + 3) +
+                                                        (m->max_batch_tokens + bs - 1) / bs;
+            if (want < l) {
+                l = want;
+                g = n_glob > 0 ? (budget - l * bl) / bg : l;
+            }
+        }
+    } else {
+        g = l = (m->n_ctx + bs - 1) / bs;
+    }
+    if (n_loc == 0) l = 0;
+    if (n_glob == 0) g = PX_MAX(g, l); /* every layer local: the global table still indexes */
+    if (g <= 0 || (n_loc > 0 && l <= 0))
+        return px_fail(err, errlen, PX_EINVAL,
+                       "a KV cache of %lld MiB holds no block of this model",
+                       (long long)o->kv_cache_mb);
+    m->kv_blocks = g;
+    m->kv_blocks_local = l;
+    size_t off = 0;
+    for (int il = 0; il < c->n_layer; il++) {
+        px_layer *L = &m->layers[il];
+        L->kv_n_blocks = L->is_local ? l : g;
+        L->kv_off = off;
+        size_t n;
+        if (__builtin_mul_overflow(2 * m->kv_block_elems, (size_t)L->kv_n_blocks, &n) ||
+            __builtin_add_overflow(off, n, &off) || off > ((size_t)1 << 40) / sizeof(px_f16))
+            return px_fail(err, errlen, PX_ETOOBIG, "KV cache of %lld + %lld blocks is too large",
+                           (long long)g, (long long)l);
+    }
+    m->kv = calloc(off, sizeof(px_f16));
+    if (!m->kv)
+        return px_fail(err, errlen, PX_ENOMEM, "out of memory for the KV cache (%zu MiB)",
+                       off * sizeof(px_f16) >> 20);
+    return 0;
+}
+
 px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *err, size_t errlen) {
     px_model_opts opts;
     if (opts_in)
@@ -326,31 +383,10 @@ px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *er
     m->max_logit_rows = opts.max_logit_rows;
     m->kv_block_size = opts.kv_block_size;
     m->kv_block_elems = (size_t)m->kv_block_size * c->n_head_kv * c->head_dim;
-    if (opts.kv_blocks > 0)
-        m->kv_blocks = opts.kv_blocks;
-    else if (opts.kv_cache_mb > 0)
-        m->kv_blocks = (opts.kv_cache_mb << 20) /
-                       (int64_t)((size_t)c->n_layer * 2 * m->kv_block_elems * sizeof(px_f16));
-    else
-        m->kv_blocks = (m->n_ctx + m->kv_block_size - 1) / m->kv_block_size;
-    if (m->kv_blocks <= 0) {
-        px_fail(err, errlen, PX_EINVAL, "a KV cache of %lld MiB holds no block of this model",
-                (long long)opts.kv_cache_mb);
-        goto fail;
-    }
-    size_t kv_elems;
-    if (__builtin_mul_overflow((size_t)c->n_layer * 2 * m->kv_block_elems, (size_t)m->kv_blocks,
-                               &kv_elems) ||
-        kv_elems > ((size_t)1 << 40) / sizeof(px_f16)) {
-        px_fail(err, errlen, PX_ETOOBIG, "KV cache of %lld blocks is too large",
-                (long long)m->kv_blocks);
-        goto fail;
-    }
-    m->kv = calloc(kv_elems, sizeof(px_f16));
+    if (alloc_kv(m, &opts, err, errlen) < 0) goto fail;
     m->pool = px_pool_create(opts.n_threads);
-    if (!m->kv || !m->pool) {
-        px_fail(err, errlen, PX_ENOMEM, "out of memory for the KV cache (%zu MiB)",
-                kv_elems * sizeof(px_f16) >> 20);
+    if (!m->pool) {
+        px_fail(err, errlen, PX_ENOMEM, "out of memory");
         goto fail;
     }
     m->n_threads = px_pool_size(m->pool);
@@ -399,6 +435,13 @@ int px_model_kv_block_size(const px_model *m) {
 int64_t px_model_kv_blocks(const px_model *m) {
     return m->kv_blocks;
 }
+int64_t px_model_kv_blocks_local(const px_model *m) {
+    return m->kv_blocks_local;
+}
+int64_t px_model_kv_block_bytes(const px_model *m, int local) {
+    int n = local ? m->n_local_layers : m->cfg.n_layer - m->n_local_layers;
+    return (int64_t)(2 * m->kv_block_elems * sizeof(px_f16)) * n;
+}
 int px_model_max_batch_tokens(const px_model *m) {
     return m->max_batch_tokens;
 }
@@ -431,10 +474,22 @@ int64_t px_model_weight_bytes_per_token(const px_model *m) {
     return b;
 }
 
-void px_model_kv_copy(px_model *m, int32_t dst, int32_t src) {
-    if (dst == src || dst < 0 || src < 0 || dst >= m->kv_blocks || src >= m->kv_blocks) return;
-    for (int il = 0; il < m->cfg.n_layer; il++)
+/* Copies block src to dst in the layers of one pool. */
+static void kv_copy_pool(px_model *m, int local, int32_t dst, int32_t src) {
+    int64_t n = local ? m->kv_blocks_local : m->kv_blocks;
+    if (dst == src || dst < 0 || src < 0 || dst >= n || src >= n) return;
+    for (int il = 0; il < m->cfg.n_layer; il++) {
+        if ((m->layers[il].is_local != 0) != (local != 0)) continue;
         for (int w = 0; w < 2; w++)
             memcpy(px__kv_block(m, il, w, dst), px__kv_block(m, il, w, src),
                    m->kv_block_elems * sizeof(px_f16));
+    }
+}
+
+void px_model_kv_copy(px_model *m, int32_t dst, int32_t src) {
+    kv_copy_pool(m, 0, dst, src);
+}
+
+void px_model_kv_copy_local(px_model *m, int32_t dst, int32_t src) {
+    kv_copy_pool(m, 1, dst, src);
 }

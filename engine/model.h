@@ -4,16 +4,33 @@
  * architecture (gemma3 or llama, with the key and tensor names that
  * llama.cpp's converter writes), checks every tensor's presence, dtype and
  * shape, and preallocates everything a forward pass needs: activations for
- * up to max_batch_tokens rows, matmul scratch, and the paged KV arena of
- * kv_blocks blocks of kv_block_size tokens (F16 K and V for every layer).
+ * up to max_batch_tokens rows, matmul scratch, and the paged KV arena.
+ *
+ * The KV arena is two pools of blocks of kv_block_size tokens (F16 K and V):
+ * the global pool holds the global layers (every layer of a model without
+ * sliding-window layers, e.g. llama), the local pool the sliding-window
+ * layers. Each pool has its own block ids, and a sequence one block table per
+ * pool. A local layer reads only the last `sliding_window` positions, so a
+ * caller may drop (and mark -1) local blocks that slid out of every row's
+ * window, and the local pool can be much smaller than the global one. Pool
+ * sizes: kv_blocks (and kv_blocks_local, default the same) when given; from
+ * kv_cache_mb, the local pool gets the windows of kv_local_seqs sequences,
+ * (sliding_window - 1) / block_size + 3 blocks each, plus max_batch_tokens /
+ * block_size for a prefill chunk, so that it is not what limits that many
+ * sequences, and the rest of the budget goes to the global pool; when that
+ * would make the local pool the larger one, both get budget / (bytes of a
+ * block of every layer), as a single cache would; with neither option, both
+ * hold one full context. Without local layers the local pool is empty and
+ * the global pool is what the single cache was.
  *
  * px_forward() runs one pass over a px_batch: tokens of several sequences,
  * each with its position and its sequence's block table. Each token's K/V is
  * written to the cache slot its position maps to, then attention reads every
  * earlier position of that sequence through the block table (causal; local
- * layers only the last `sliding_window` positions; image rows also the rest
- * of their image). Rows may carry input embeddings instead of token ids
- * (images). Logits are computed only for the rows that ask for them.
+ * layers only the last `sliding_window` positions, through the local table;
+ * image rows also the rest of their image). Rows may carry input embeddings
+ * instead of token ids (images). Logits are computed only for the rows that
+ * ask for them.
  *
  * Owns: the mapping, weights (pointers into it), the KV arena, the worker
  * pool, scratch. Never touches requests, sockets or JSON.
@@ -57,9 +74,14 @@ typedef struct px_model_opts {
     int max_batch_tokens; /* rows per forward (default 512) */
     int max_logit_rows;   /* rows that may ask for logits (default 64) */
     int kv_block_size;    /* tokens per KV block (default 16) */
-    int64_t kv_blocks;    /* 0: from kv_cache_mb, else one full context */
+    int64_t kv_blocks;    /* global pool; 0: from kv_cache_mb, else one full context */
     int64_t kv_cache_mb;  /* KV arena size in MiB when kv_blocks is 0 (0: unused) */
     int n_ctx;            /* 0: the model's trained context */
+    /* Local pool (sliding-window layers): kv_blocks_local blocks if > 0,
+     * else as many as kv_blocks, or from kv_cache_mb sized for
+     * kv_local_seqs sequences (0: max_logit_rows); see above. */
+    int64_t kv_blocks_local;
+    int kv_local_seqs;
 } px_model_opts;
 void px_model_opts_init(px_model_opts *o);
 
@@ -72,7 +94,13 @@ const px_model_config *px_model_config_get(const px_model *m);
 const px_tokenizer *px_model_tokenizer(const px_model *m);
 int px_model_n_ctx(const px_model *m);
 int px_model_kv_block_size(const px_model *m);
+/* Blocks of the global pool (every layer's when there is no local pool). */
 int64_t px_model_kv_blocks(const px_model *m);
+/* Blocks of the local (sliding-window layers') pool; 0: the model has no
+ * sliding-window layer, one table serves every layer. */
+int64_t px_model_kv_blocks_local(const px_model *m);
+/* Bytes of one block of each pool (K and V of its layers). */
+int64_t px_model_kv_block_bytes(const px_model *m, int local);
 int px_model_max_batch_tokens(const px_model *m);
 int px_model_max_logit_rows(const px_model *m);
 /* tokenizer.chat_template from the file (NUL-terminated), or NULL. */
@@ -85,9 +113,11 @@ const char *px_model_name(const px_model *m);
  * bandwidth bound in benchmarks). */
 int64_t px_model_weight_bytes_per_token(const px_model *m);
 
-/* One sequence's view of the KV arena: physical block ids for its logical
- * blocks, in order; position p lives in blocks[p / block_size], slot
- * p % block_size. */
+/* One sequence's view of one pool of the KV arena: physical block ids for
+ * its logical blocks, in order; position p lives in blocks[p / block_size],
+ * slot p % block_size. In a local-pool table, blocks whose positions are all
+ * before the window of the sequence's first row in the batch
+ * (pos - sliding_window + 1) are not read and may be -1. */
 typedef struct px_batch_seq {
     const int32_t *blocks; /* (n_blocks) physical block ids */
     int32_t n_blocks;
@@ -109,7 +139,10 @@ typedef struct px_batch {
     const float *const *embd;
     const int32_t *attn_end;
     int32_t n_seqs;
-    const px_batch_seq *seqs; /* (n_seqs) */
+    const px_batch_seq *seqs; /* (n_seqs) global pool tables */
+    /* (n_seqs) local pool tables, or NULL: the local layers use `seqs`
+     * (whose ids must then be within the local pool too). */
+    const px_batch_seq *lseqs;
 } px_batch;
 
 /* Runs the batch. Writes one row of n_vocab logits per row with
@@ -120,8 +153,10 @@ typedef struct px_batch {
  * cache contents of the batch's positions are unspecified. */
 int px_forward(px_model *m, const px_batch *b, float *logits, char *err, size_t errlen);
 
-/* Copies one physical block's K/V (all layers) to another: copy-on-write
- * for shared prefix blocks. */
+/* Copies one physical block's K/V to another: copy-on-write for shared
+ * prefix blocks. px_model_kv_copy works in the global pool (every layer
+ * without a local pool), px_model_kv_copy_local in the local pool. */
 void px_model_kv_copy(px_model *m, int32_t dst_block, int32_t src_block);
+void px_model_kv_copy_local(px_model *m, int32_t dst_block, int32_t src_block);
 
 #endif

@@ -26,6 +26,8 @@ typedef struct px_layer {
     px_tensor w_down;         /* (n_embd, n_ff) */
     px_tensor post_ffn_norm;  /* gemma3: (n_embd) */
     int is_local;             /* sliding-window layer */
+    size_t kv_off;            /* its K then V in the arena: offset of K, in elements */
+    int64_t kv_n_blocks;      /* blocks of its pool (kv_blocks or kv_blocks_local) */
 } px_layer;
 
 /* Per-forward activations, sized for max_batch_tokens rows at load. */
@@ -65,20 +67,24 @@ struct px_model {
     int max_logit_rows;
     int n_threads;
 
-    /* Paged KV arena: per layer, K then V, each (kv_blocks, block_size,
-     * n_head_kv, head_dim) F16. */
+    /* Paged KV arena: per layer, K then V, each (its pool's blocks,
+     * block_size, n_head_kv, head_dim) F16; global layers have kv_blocks
+     * blocks, local (sliding-window) layers kv_blocks_local. */
     int kv_block_size;
-    int64_t kv_blocks;
+    int64_t kv_blocks;       /* global pool */
+    int64_t kv_blocks_local; /* local pool; 0 without local layers */
+    int n_local_layers;
     size_t kv_block_elems; /* block_size * n_head_kv * head_dim */
-    px_f16 *kv;            /* one allocation: n_layer * 2 * kv_blocks * kv_block_elems */
+    px_f16 *kv;            /* one allocation for every layer */
 
     px_run_state rs;
 };
 
 /* K (which=0) or V (which=1) of `layer`, block `block`. */
 static inline px_f16 *px__kv_block(const struct px_model *m, int layer, int which, int64_t block) {
-    return m->kv + (((size_t)layer * 2 + (size_t)which) * (size_t)m->kv_blocks + (size_t)block) *
-                       m->kv_block_elems;
+    const px_layer *L = &m->layers[layer];
+    return m->kv + L->kv_off +
+           ((size_t)which * (size_t)L->kv_n_blocks + (size_t)block) * m->kv_block_elems;
 }
 
 #endif

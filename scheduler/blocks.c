@@ -228,20 +228,35 @@ static int32_t find(const px_blocks *b, uint64_t h, int32_t parent, uint32_t par
     return -1;
 }
 
-int32_t px_blocks_lookup(px_blocks *b, int32_t parent, const int32_t *tokens, uint64_t extra) {
+int32_t px_blocks_find(const px_blocks *b, int32_t parent, const int32_t *tokens, uint64_t extra) {
     if (!b->prefix_cache || parent < -1 || parent >= b->n) return -1;
     uint32_t pg = parent >= 0 ? b->gen[parent] : 0;
-    uint64_t h = key_hash(parent, pg, tokens, b->bs, extra);
-    int32_t id = find(b, h, parent, pg, tokens, extra);
+    return find(b, key_hash(parent, pg, tokens, b->bs, extra), parent, pg, tokens, extra);
+}
+
+int32_t px_blocks_lookup(px_blocks *b, int32_t parent, const int32_t *tokens, uint64_t extra) {
+    int32_t id = px_blocks_find(b, parent, tokens, extra);
     if (id >= 0) px_blocks_ref(b, id);
     return id;
 }
 
-int px_blocks_publish(px_blocks *b, int32_t id, int32_t parent, const int32_t *tokens,
-                      uint64_t extra) {
+uint32_t px_blocks_gen(const px_blocks *b, int32_t id) {
+    assert(id >= 0 && id < b->n);
+    return b->gen[id];
+}
+
+int32_t px_blocks_find_linked(const px_blocks *b, int32_t owner, uint32_t owner_gen,
+                              const int32_t *tokens, uint64_t extra) {
+    if (!b->prefix_cache || owner < 0) return -1;
+    return find(b, key_hash(owner, owner_gen, tokens, b->bs, extra), owner, owner_gen, tokens,
+                extra);
+}
+
+/* Publishes id under the key (parent, pg, tokens, extra) unless it is taken. */
+static int publish_key(px_blocks *b, int32_t id, int32_t parent, uint32_t pg, const int32_t *tokens,
+                       uint64_t extra) {
     assert(id >= 0 && id < b->n && b->state[id] == ST_USED);
-    if (!b->prefix_cache || b->published[id] || parent < -1 || parent >= b->n) return 0;
-    uint32_t pg = parent >= 0 ? b->gen[parent] : 0;
+    if (!b->prefix_cache || b->published[id]) return 0;
     uint64_t h = key_hash(parent, pg, tokens, b->bs, extra);
     if (find(b, h, parent, pg, tokens, extra) >= 0) return 0;
     b->parent[id] = parent;
@@ -254,6 +269,20 @@ int px_blocks_publish(px_blocks *b, int32_t id, int32_t parent, const int32_t *t
     *head = id;
     b->published[id] = 1;
     return 1;
+}
+
+int px_blocks_publish(px_blocks *b, int32_t id, int32_t parent, const int32_t *tokens,
+                      uint64_t extra) {
+    assert(id >= 0 && id < b->n && b->state[id] == ST_USED);
+    if (parent < -1 || parent >= b->n) return 0;
+    return publish_key(b, id, parent, parent >= 0 ? b->gen[parent] : 0, tokens, extra);
+}
+
+int px_blocks_publish_linked(px_blocks *b, int32_t id, int32_t owner, uint32_t owner_gen,
+                             const int32_t *tokens, uint64_t extra) {
+    assert(id >= 0 && id < b->n && b->state[id] == ST_USED);
+    if (owner < 0) return 0;
+    return publish_key(b, id, owner, owner_gen, tokens, extra);
 }
 
 void px_blocks_clear_cache(px_blocks *b) {

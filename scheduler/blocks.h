@@ -13,6 +13,13 @@
  * no hash-collision risk: the hash only picks the bucket, and lookups compare
  * the full key. A block's generation increases every time it is reused for
  * new content, so keys naming an evicted parent no longer match.
+ * A model with sliding-window layers has two pools, each its own px_blocks
+ * (scheduler/sched.h): the global layers' and the local layers'. A local
+ * block is published under a linked key that names, instead of a parent of
+ * its own pool, the global block holding the same positions (its id and
+ * generation): that global block's key already names the whole prefix, and
+ * local blocks of a prefix stay findable after the local blocks before them
+ * were dropped (slid out of the window) or evicted.
  * Owns: the per-block arrays and the hash index. Threads: the scheduler
  * thread only. Allocates nothing after create. */
 #ifndef PX_BLOCKS_H
@@ -49,6 +56,17 @@ int32_t px_blocks_refcount(const px_blocks *b, int32_t id);
 /* Finds the published block with this key and takes a reference on it, or
  * returns -1. parent = -1 for a sequence's first block. */
 int32_t px_blocks_lookup(px_blocks *b, int32_t parent, const int32_t *tokens, uint64_t extra);
+/* The same without taking a reference. */
+int32_t px_blocks_find(const px_blocks *b, int32_t parent, const int32_t *tokens, uint64_t extra);
+/* The generation of block id (changes whenever it is reused). */
+uint32_t px_blocks_gen(const px_blocks *b, int32_t id);
+/* Linked keys (see above): owner is a block id of another pool (>= 0) and
+ * owner_gen its generation there. Find takes no reference; publish is as
+ * px_blocks_publish. */
+int32_t px_blocks_find_linked(const px_blocks *b, int32_t owner, uint32_t owner_gen,
+                              const int32_t *tokens, uint64_t extra);
+int px_blocks_publish_linked(px_blocks *b, int32_t id, int32_t owner, uint32_t owner_gen,
+                             const int32_t *tokens, uint64_t extra);
 /* Publishes a full, USED block under its key. If another block already has
  * the key, nothing changes (returns 0); returns 1 when published. */
 int px_blocks_publish(px_blocks *b, int32_t id, int32_t parent, const int32_t *tokens,

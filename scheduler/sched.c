@@ -65,7 +65,13 @@ px_sched *px_sched_create(px_model *m, const px_sched_opts *o_in, char *err, siz
         return NULL;
     }
     int64_t nb = px_model_kv_blocks(m);
+    int64_t nl = px_model_kv_blocks_local(m);
     s->blocks = px_blocks_create((int32_t)nb, s->bs, o.prefix_cache);
+    if (nl > 0) {
+        s->lblocks = px_blocks_create((int32_t)nl, s->bs, o.prefix_cache);
+        s->win = px_model_config_get(m)->sliding_window;
+        s->lrefs_scratch = malloc(sizeof(int32_t) * (size_t)nl);
+    }
     s->sampler = px_sampler_create(s->n_vocab);
     size_t T = (size_t)o.max_batch_tokens;
     s->b_tok = malloc(sizeof(int32_t) * T);
@@ -73,11 +79,13 @@ px_sched *px_sched_create(px_model *m, const px_sched_opts *o_in, char *err, siz
     s->b_seq = malloc(sizeof(int32_t) * T);
     s->b_want = malloc(T);
     s->b_seqs = malloc(sizeof(px_batch_seq) * T);
+    s->b_lseqs = malloc(sizeof(px_batch_seq) * T);
     s->plan = malloc(sizeof(seq *) * T);
     s->logits = malloc(sizeof(float) * (size_t)s->max_logit_rows * (size_t)s->n_vocab);
     s->refs_scratch = malloc(sizeof(int32_t) * (size_t)nb);
     if (!s->blocks || !s->sampler || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want ||
-        !s->b_seqs || !s->plan || !s->logits || !s->refs_scratch) {
+        !s->b_seqs || !s->b_lseqs || !s->plan || !s->logits || !s->refs_scratch ||
+        (nl > 0 && (!s->lblocks || !s->lrefs_scratch))) {
         px_fail(err, errlen, PX_ENOMEM, "out of memory");
         px_sched_destroy(s);
         return NULL;
@@ -88,6 +96,8 @@ px_sched *px_sched_create(px_model *m, const px_sched_opts *o_in, char *err, siz
     }
     s->stats.c.kv_blocks_total = nb;
     s->stats.c.kv_blocks_free = nb;
+    s->stats.c.kv_local_total = nl;
+    s->stats.c.kv_local_free = nl;
     return s;
 }
 
@@ -235,6 +245,13 @@ static int32_t blocks_for(const px_sched *s, int32_t n_tokens) {
     return (n_tokens + s->bs - 1) / s->bs;
 }
 
+/* Local blocks q must allocate to compute its next n tokens (after its
+ * blocks before the window are dropped). */
+static int32_t local_need(const px_sched *s, const seq *q, int32_t n) {
+    int32_t have = PX_MAX(q->n_lblk, px__local_first(s, q->n_computed));
+    return PX_MAX(0, blocks_for(s, q->n_computed + n) - have);
+}
+
 /* Plans this step: returns the number of planned sequences in s->plan, each
  * with its chunk; blocks reserved. */
 /* Fits step time = a + b * rows from the recent steps. 0 if not known yet. */
@@ -308,6 +325,7 @@ static int32_t plan_step(px_sched *s) {
             }
             q->chunk = want;
             s->plan[n_plan++] = q;
+            q->planned_at = s->step_no;
             budget -= want;
             if (pass == 0)
                 n_decodes++;
@@ -348,6 +366,13 @@ static int32_t plan_step(px_sched *s) {
             px__release_blocks(s, q);
             break;
         }
+        if (s->lblocks &&
+            px_blocks_available(s->lblocks) <
+                local_need(s, q, want) +
+                    (s->running.n > 0 ? PX_MAX(1, px_blocks_total(s->lblocks) / 100) : 0)) {
+            px__release_blocks(s, q);
+            break;
+        }
         px__list_remove(&s->waiting, q);
         px__list_insert(&s->running, s->running.n, q);
         q->order = ++s->next_order;
@@ -371,6 +396,7 @@ static int32_t plan_step(px_sched *s) {
         take_logit_rows(s, q, &want, pending, &logit_rows);
         q->chunk = want;
         s->plan[n_plan++] = q;
+        q->planned_at = s->step_no;
         budget -= want;
     }
     return n_plan;
@@ -393,6 +419,11 @@ static void update_gauges(px_sched *s) {
     s->stats.c.kv_blocks_used = px_blocks_n_used(s->blocks);
     s->stats.c.kv_blocks_cached = px_blocks_n_cached(s->blocks);
     s->stats.c.kv_blocks_free = px_blocks_n_free(s->blocks);
+    if (s->lblocks) {
+        s->stats.c.kv_local_used = px_blocks_n_used(s->lblocks);
+        s->stats.c.kv_local_cached = px_blocks_n_cached(s->lblocks);
+        s->stats.c.kv_local_free = px_blocks_n_free(s->lblocks);
+    }
     s->stats.c.last_step_time = px_now();
     px_stats_unlock(&s->stats);
 }
@@ -436,6 +467,7 @@ int px_sched_step(px_sched *s) {
         for (int32_t p = 0; p < n_plan; p++) {
             seq *q = s->plan[p];
             s->b_seqs[p] = (px_batch_seq){q->blk, q->n_blk};
+            s->b_lseqs[p] = (px_batch_seq){q->lblk, q->n_lblk};
             if (s->b_embd) img_rows += PX_MAX(0, px__batch_images(s, q, n));
             for (int32_t k = 0; k < q->chunk; k++, n++) {
                 int32_t pos = q->n_computed + k;
@@ -454,7 +486,8 @@ int px_sched_step(px_sched *s) {
                       .embd = img_rows > 0 ? s->b_embd : NULL,
                       .attn_end = img_rows > 0 ? s->b_attn_end : NULL,
                       .n_seqs = n_plan,
-                      .seqs = s->b_seqs};
+                      .seqs = s->b_seqs,
+                      .lseqs = s->lblocks ? s->b_lseqs : NULL};
         char err[256];
         int64_t pass = ++s->n_forward;
         fault_before(s, pass);
@@ -497,6 +530,7 @@ int px_sched_step(px_sched *s) {
                     px_stats_unlock(&s->stats);
                 }
                 px__publish_full(s, q);
+                px__slide(s, q);
                 if (q->logit_row < 0 || q->n_computed < q->n_tok) continue;
                 const float *row =
                     s->logits + (size_t)(q->logit_row + q->n_logit_rows - 1) * (size_t)s->n_vocab;
@@ -590,6 +624,17 @@ int px_sched_submit(px_sched *s, px_request *r, char *err, size_t errlen) {
         return px_fail(err, errlen, PX_ETOOBIG,
                        "the request needs %lld KV blocks; the cache has %d", (long long)need,
                        px_blocks_total(s->blocks));
+    if (s->lblocks) {
+        /* Local blocks one sequence holds at once: its window plus a
+         * prefill chunk. Choices need not run together: those the local
+         * pool cannot hold are preempted and recomputed later. */
+        int64_t lneed = PX_MIN(need, (s->win + s->o.max_batch_tokens - 2) / s->bs + 2);
+        if (lneed > px_blocks_total(s->lblocks))
+            return px_fail(err, errlen, PX_ETOOBIG,
+                           "the request needs %lld KV blocks of the sliding-window layers; the "
+                           "cache has %d",
+                           (long long)lneed, px_blocks_total(s->lblocks));
+    }
     pthread_mutex_lock(&s->lock);
     if (s->stopping) {
         pthread_mutex_unlock(&s->lock);
@@ -643,15 +688,18 @@ void px_sched_destroy(px_sched *s) {
     free(s->waiting.v);
     free(s->inbox);
     px_blocks_destroy(s->blocks);
+    px_blocks_destroy(s->lblocks);
     px_sampler_destroy(s->sampler);
     free(s->b_tok);
     free(s->b_pos);
     free(s->b_seq);
     free(s->b_want);
     free(s->b_seqs);
+    free(s->b_lseqs);
     free(s->plan);
     free(s->logits);
     free(s->refs_scratch);
+    free(s->lrefs_scratch);
     px__images_free(s);
     px_stats_deinit(&s->stats);
     pthread_cond_destroy(&s->cond);
@@ -666,19 +714,34 @@ void px_sched_snapshot(px_sched *s, px_stats_counters *c, px_hist *ttft, px_hist
 
 int px_sched_check(px_sched *s, char *err, size_t errlen) {
     int32_t nb = px_blocks_total(s->blocks);
+    int32_t nl = s->lblocks ? px_blocks_total(s->lblocks) : 0;
     memset(s->refs_scratch, 0, sizeof(int32_t) * (size_t)nb);
+    if (nl > 0) memset(s->lrefs_scratch, 0, sizeof(int32_t) * (size_t)nl);
     seq_list *lists[2] = {&s->running, &s->waiting};
     for (int l = 0; l < 2; l++)
         for (int32_t i = 0; i < lists[l]->n; i++) {
             const seq *q = lists[l]->v[i];
             for (int32_t k = 0; k < q->n_blk; k++)
                 s->refs_scratch[q->blk[k]]++;
-            if (l == 1 && q->n_blk != 0)
-                return px_fail(err, errlen, -1, "a queued sequence holds %d blocks", q->n_blk);
+            for (int32_t k = 0; k < q->n_lblk; k++) {
+                if ((k >= q->l_first) != (q->lblk[k] >= 0))
+                    return px_fail(err, errlen, -1, "local block %d of %d is %d (first held %d)", k,
+                                   q->n_lblk, q->lblk[k], q->l_first);
+                if (q->lblk[k] >= 0) s->lrefs_scratch[q->lblk[k]]++;
+            }
+            if (l == 1 && (q->n_blk != 0 || q->n_lblk != 0))
+                return px_fail(err, errlen, -1, "a queued sequence holds %d + %d blocks", q->n_blk,
+                               q->n_lblk);
+            if (l == 0 && nl > 0 && q->n_lblk - q->l_first > q->n_blk)
+                return px_fail(err, errlen, -1, "a sequence holds %d local blocks for %d global",
+                               q->n_lblk - q->l_first, q->n_blk);
         }
-    return px_blocks_check(s->blocks, s->refs_scratch, err, errlen);
+    int rc = px_blocks_check(s->blocks, s->refs_scratch, err, errlen);
+    if (rc == 0 && nl > 0) rc = px_blocks_check(s->lblocks, s->lrefs_scratch, err, errlen);
+    return rc;
 }
 
 void px_sched_clear_prefix_cache(px_sched *s) {
     px_blocks_clear_cache(s->blocks);
+    if (s->lblocks) px_blocks_clear_cache(s->lblocks);
 }

@@ -14,8 +14,22 @@
  * most recently admitted running sequence is preempted: its blocks are
  * released (full ones stay in the prefix cache) and it goes back to the front
  * of the queue to be recomputed later, keeping the tokens it generated.
+ * A model with sliding-window layers has two pools (engine/model.h), each
+ * its own px_blocks, and a sequence a table in each: the local layers' table
+ * keeps only the blocks of the window (a block is dropped once every
+ * position in it is before n_computed - sliding_window + 1, the window of
+ * the next row to compute; image rows attend within that window too, since
+ * an image fits the window and goes into one chunk), so a decoding sequence
+ * holds at most (sliding_window - 1) / block_size + 2 local blocks. Dropped
+ * blocks stay in the local pool's prefix cache when published; a prefix hit
+ * of P tokens takes the global blocks before P and the local blocks of the
+ * window before P, for the longest P both pools have (else a shorter one).
+ * Preemption and cancellation release both tables; choices share and copy
+ * on write in both pools.
  * A request that could never fit (prompt + max_tokens beyond the context or
- * the whole cache) is refused at submit.
+ * the whole global pool; or a window plus a prefill chunk beyond the whole
+ * local pool: choices the local pool cannot hold together take turns,
+ * through preemption) is refused at submit.
  * Images (with opts.vision): a prefill chunk stops before an image whose
  * embeddings are not ready; the image is queued for the vision tower, whose
  * work runs in time slices after each forward pass (about (itl_ratio - 1)

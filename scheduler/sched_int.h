@@ -36,9 +36,18 @@ typedef struct seq {
     int32_t n_prompt;
     int32_t n_gen;
     int32_t n_computed; /* tokens whose K/V are in the cache */
-    int32_t *blk;       /* (n_blk) block table */
+    int32_t *blk;       /* (n_blk) block table, global pool */
     int32_t n_blk, cap_blk;
     int32_t n_published; /* leading full blocks published in the prefix cache */
+    int32_t pub_tail;    /* the published block naming the prefix up to block
+                          * n_published - 1: blk[n_published - 1], or an equal
+                          * block computed before (-1: none) */
+    /* Local pool (sliding-window layers; unused without one): lblk[i] holds
+     * the same positions as blk[i]; entries below l_first slid out of the
+     * window and are -1. */
+    int32_t *lblk; /* (n_lblk) */
+    int32_t n_lblk, cap_lblk;
+    int32_t l_first;
     uint64_t rng;
     px_detok detok;
     px_stop *stop;
@@ -46,6 +55,7 @@ typedef struct seq {
     double t_last;  /* time of the last token (inter-token latency) */
     int forked;     /* choice 0: siblings created */
     /* this step */
+    uint64_t planned_at; /* step_no of the last step that planned it */
     int32_t chunk;
     int32_t logit_row;    /* first logit row of this step, -1 if none */
     int32_t n_logit_rows; /* 1 (last row), or chunk (prompt logprobs) */
@@ -78,7 +88,9 @@ struct px_sched {
     int n_ctx;
     int32_t n_vocab;
     int max_logit_rows;
-    px_blocks *blocks;
+    px_blocks *blocks;  /* the global pool (every layer without a local pool) */
+    px_blocks *lblocks; /* the sliding-window layers' pool, or NULL */
+    int32_t win;        /* sliding window (tokens) when lblocks */
     px_sampler *sampler;
     px_stats stats;
 
@@ -99,10 +111,10 @@ struct px_sched {
     /* step buffers, sized at create */
     int32_t *b_tok, *b_pos, *b_seq;
     uint8_t *b_want;
-    px_batch_seq *b_seqs;
+    px_batch_seq *b_seqs, *b_lseqs;
     seq **plan;
     float *logits;
-    int32_t *refs_scratch;
+    int32_t *refs_scratch, *lrefs_scratch;
     /* step pacing (see plan_step) */
     int32_t prefill_cap;      /* prefill tokens allowed in a step with decodes */
     int32_t step_decode_rows; /* decodes planned this step */
@@ -141,6 +153,8 @@ int px__enqueue(px_sched *s, seq *q);
 bool px__reserve(px_sched *s, seq *q, int32_t n);
 int32_t px__prefix_lookup(px_sched *s, seq *q);
 void px__publish_full(px_sched *s, seq *q);
+int32_t px__local_first(const px_sched *s, int32_t pos);
+void px__slide(px_sched *s, seq *q);
 int px__has_nonfinite(const float *row, int32_t n);
 void px__fork_choices(px_sched *s, seq *q, seq **out, int32_t *n_out);
 void px__take_token(px_sched *s, seq *q, const float *row, double now);

@@ -88,6 +88,7 @@ seq *px__seq_new(px_sched *s, px_request *r, int32_t choice) {
     q->rng = px_rng_seed(r->sampling.seed + (uint64_t)choice);
     px_detok_init(&q->detok, s->tok, 0);
     q->logit_row = -1;
+    q->pub_tail = -1;
     if (grow_i32(&q->tok, &q->cap_tok, r->n_prompt + 1) < 0) goto fail;
     memcpy(q->tok, r->prompt, sizeof(int32_t) * (size_t)r->n_prompt);
     q->n_tok = r->n_prompt;
@@ -106,6 +107,7 @@ void px__seq_free(seq *q) {
     px_stop_destroy(q->stop);
     free(q->tok);
     free(q->blk);
+    free(q->lblk);
     free(q);
 }
 
@@ -114,9 +116,33 @@ void px__release_blocks(px_sched *s, seq *q) {
      * block, so LRU eviction takes leaves before the blocks they hang from. */
     for (int32_t i = q->n_blk - 1; i >= 0; i--)
         px_blocks_unref(s->blocks, q->blk[i]);
+    for (int32_t i = q->n_lblk - 1; i >= q->l_first; i--)
+        px_blocks_unref(s->lblocks, q->lblk[i]);
     q->n_blk = 0;
+    q->n_lblk = 0;
+    q->l_first = 0;
     q->n_published = 0;
+    q->pub_tail = -1;
     q->n_computed = 0;
+}
+
+/* The first local block that computing position pos reads: its window
+ * starts at pos - win + 1. */
+int32_t px__local_first(const px_sched *s, int32_t pos) {
+    int32_t lo = pos - s->win + 1;
+    return lo > 0 ? lo / s->bs : 0;
+}
+
+/* Drops q's local blocks that slid out of the window of its next position
+ * (every later row's window starts later). Published ones stay cached. */
+void px__slide(px_sched *s, seq *q) {
+    if (!s->lblocks) return;
+    int32_t keep = PX_MIN(px__local_first(s, q->n_computed), q->n_lblk);
+    for (int32_t i = q->l_first; i < keep; i++) {
+        px_blocks_unref(s->lblocks, q->lblk[i]);
+        q->lblk[i] = -1;
+    }
+    q->l_first = PX_MAX(q->l_first, keep);
 }
 
 static void notify(px_request *r) {
@@ -239,69 +265,138 @@ static void preempt(px_sched *s, seq *q) {
     px_stats_unlock(&s->stats);
 }
 
-/* A block for q: a free or cached one, else preempt the most recently
- * admitted running sequence and retry. -1 if q itself had to go. */
-static int32_t alloc_block(px_sched *s, seq *q) {
+/* A block of pool for q: a free or cached one, else preempt the most
+ * recently admitted running sequence not yet planned this step (q itself if
+ * it is the newest such) and retry. -1 if q itself had to go. */
+static int32_t alloc_block(px_sched *s, px_blocks *pool, seq *q) {
     for (;;) {
-        int32_t b = px_blocks_alloc(s->blocks);
+        int32_t b = px_blocks_alloc(pool);
         if (b >= 0) return b;
         if (s->running.n == 0) return -1;
-        seq *victim = s->running.v[0];
-        for (int32_t i = 1; i < s->running.n; i++)
-            if (s->running.v[i]->order > victim->order) victim = s->running.v[i];
+        /* A planned one is in this step's batch already: an older prefill
+         * (planned after the decodes) must not take a newer decode's
+         * blocks from under it. */
+        seq *victim = q;
+        for (int32_t i = 0; i < s->running.n; i++) {
+            seq *r = s->running.v[i];
+            if (r->planned_at != s->step_no && r->order > victim->order) victim = r;
+        }
         preempt(s, victim);
         if (victim == q) return -1;
     }
 }
 
-/* Makes positions [n_computed, n_computed + n) of q writable: allocates
- * missing blocks and copies shared ones (copy-on-write). False if q was
- * preempted on the way. */
-bool px__reserve(px_sched *s, seq *q, int32_t n) {
-    int32_t first = q->n_computed / s->bs, last = (q->n_computed + n - 1) / s->bs;
-    if (grow_i32(&q->blk, &q->cap_blk, last + 1) < 0) return false;
-    for (int32_t i = first; i <= last && i < q->n_blk; i++) {
-        int32_t old = q->blk[i];
-        if (px_blocks_refcount(s->blocks, old) == 1) continue;
-        assert(!px_blocks_is_published(s->blocks, old));
-        int32_t nb = alloc_block(s, q);
+/* Makes blocks first..last of one pool's table writable: allocates missing
+ * blocks and copies shared ones (copy-on-write). False if q was preempted
+ * on the way (its tables are empty then). */
+static bool reserve_pool(px_sched *s, seq *q, int local, int32_t first, int32_t last) {
+    px_blocks *pool = local ? s->lblocks : s->blocks;
+    int32_t **tbl = local ? &q->lblk : &q->blk;
+    int32_t *n_tbl = local ? &q->n_lblk : &q->n_blk;
+    if (grow_i32(tbl, local ? &q->cap_lblk : &q->cap_blk, last + 1) < 0) return false;
+    for (int32_t i = first; i <= last && i < *n_tbl; i++) {
+        int32_t old = (*tbl)[i];
+        assert(old >= 0);
+        if (px_blocks_refcount(pool, old) == 1) continue;
+        assert(!px_blocks_is_published(pool, old));
+        int32_t nb = alloc_block(s, pool, q);
         if (nb < 0) return false;
-        px_model_kv_copy(s->model, nb, old);
-        px_blocks_unref(s->blocks, old);
-        q->blk[i] = nb;
+        if (local)
+            px_model_kv_copy_local(s->model, nb, old);
+        else
+            px_model_kv_copy(s->model, nb, old);
+        px_blocks_unref(pool, old);
+        (*tbl)[i] = nb;
     }
-    while (q->n_blk <= last) {
-        int32_t nb = alloc_block(s, q);
+    while (*n_tbl <= last) {
+        int32_t nb = alloc_block(s, pool, q);
         if (nb < 0) return false;
-        q->blk[q->n_blk++] = nb;
+        (*tbl)[(*n_tbl)++] = nb;
     }
     return true;
 }
 
+/* Makes positions [n_computed, n_computed + n) of q writable in both pools,
+ * first dropping local blocks that slid out of the window. False if q was
+ * preempted on the way. */
+bool px__reserve(px_sched *s, seq *q, int32_t n) {
+    int32_t first = q->n_computed / s->bs, last = (q->n_computed + n - 1) / s->bs;
+    if (!reserve_pool(s, q, 0, first, last)) return false;
+    if (!s->lblocks) return true;
+    px__slide(s, q);
+    assert(q->l_first <= first && q->n_lblk >= q->l_first);
+    return reserve_pool(s, q, 1, first, last);
+}
+
 /* Reuses published blocks for q's leading full blocks (never the block of
- * its last token: at least one token is computed to get logits). */
+ * its last token: at least one token is computed to get logits). Resuming
+ * at position P = n blocks needs the global blocks before P and the local
+ * blocks of the window before P: the longest such n is taken. */
 int32_t px__prefix_lookup(px_sched *s, seq *q) {
     int32_t max_full = (q->n_tok - 1) / s->bs, parent = -1, n = 0;
-    if (grow_i32(&q->blk, &q->cap_blk, max_full + 1) < 0) return 0;
+    if (grow_i32(&q->blk, &q->cap_blk, max_full + 1) < 0 ||
+        (s->lblocks && grow_i32(&q->lblk, &q->cap_lblk, max_full + 1) < 0))
+        return 0;
     while (n < max_full) {
-        int32_t b = px_blocks_lookup(s->blocks, parent, q->tok + (size_t)n * s->bs,
-                                     px__block_extra(s, q, n));
+        int32_t b =
+            px_blocks_find(s->blocks, parent, q->tok + (size_t)n * s->bs, px__block_extra(s, q, n));
         if (b < 0) break;
         q->blk[n++] = b;
         parent = b;
     }
+    int32_t lo = 0;
+    if (s->lblocks && n > 0) {
+        for (int32_t j = 0; j < n; j++)
+            q->lblk[j] =
+                px_blocks_find_linked(s->lblocks, q->blk[j], px_blocks_gen(s->blocks, q->blk[j]),
+                                      q->tok + (size_t)j * s->bs, px__block_extra(s, q, j));
+        /* A missing local block j rules out every n whose window covers it:
+         * try n = j next (windows only move back as n shrinks). */
+        for (;;) {
+            lo = px__local_first(s, n * s->bs);
+            int32_t miss = n - 1;
+            while (miss >= lo && q->lblk[miss] >= 0)
+                miss--;
+            if (miss < lo) break;
+            n = miss;
+        }
+        for (int32_t j = 0; j < lo; j++)
+            q->lblk[j] = -1;
+        for (int32_t j = lo; j < n; j++)
+            px_blocks_ref(s->lblocks, q->lblk[j]);
+        q->n_lblk = n;
+        q->l_first = lo;
+    }
+    for (int32_t j = 0; j < n; j++)
+        px_blocks_ref(s->blocks, q->blk[j]);
     q->n_blk = n;
     q->n_published = n;
+    q->pub_tail = n > 0 ? q->blk[n - 1] : -1;
     q->n_computed = n * s->bs;
     return n * s->bs;
 }
 
-/* Publishes q's newly completed full blocks in the prefix cache. */
+/* Publishes q's newly completed full blocks in the prefix cache. A block
+ * equal to one already published (computed again, e.g. after its local
+ * twin was evicted) is not, but the keys of the blocks after it name the
+ * published one, and its local twin is published linked to it: the next
+ * request with this prefix finds both pools' blocks again. */
 void px__publish_full(px_sched *s, seq *q) {
     while ((q->n_published + 1) * s->bs <= q->n_computed && q->n_published < q->n_blk) {
         int32_t i = q->n_published;
-        px_blocks_publish(s->blocks, q->blk[i], i > 0 ? q->blk[i - 1] : -1,
-                          q->tok + (size_t)i * s->bs, px__block_extra(s, q, i));
+        uint64_t extra = px__block_extra(s, q, i);
+        const int32_t *tok = q->tok + (size_t)i * s->bs;
+        int32_t parent = i == 0 ? -1 : q->pub_tail >= 0 ? q->pub_tail : q->blk[i - 1];
+        int32_t pub = q->blk[i];
+        if (!px_blocks_publish(s->blocks, pub, parent, tok, extra)) {
+            int32_t twin = px_blocks_find(s->blocks, parent, tok, extra);
+            if (twin >= 0) pub = twin;
+        }
+        q->pub_tail = pub;
+        if (s->lblocks && i >= q->l_first && i < q->n_lblk &&
+            px_blocks_is_published(s->blocks, pub))
+            px_blocks_publish_linked(s->lblocks, q->lblk[i], pub, px_blocks_gen(s->blocks, pub),
+                                     tok, extra);
         q->n_published++;
     }
 }
@@ -333,7 +428,8 @@ void px__fork_choices(px_sched *s, seq *q, seq **out, int32_t *n_out) {
     q->forked = 1;
     for (int32_t c = 1; c < r->n_choices; c++) {
         seq *f = px__seq_new(s, r, c);
-        if (!f || grow_i32(&f->blk, &f->cap_blk, q->n_blk) < 0 || px__enqueue(s, f) < 0) {
+        if (!f || grow_i32(&f->blk, &f->cap_blk, q->n_blk) < 0 ||
+            grow_i32(&f->lblk, &f->cap_lblk, q->n_lblk) < 0 || px__enqueue(s, f) < 0) {
             if (f) px__seq_free(f);
             px__post_finish(r, c, PX_FINISH_ERROR, PX_ENOMEM, "out of memory", NULL, 0);
             px__choice_done(s, r, PX_FINISH_ERROR);
@@ -349,7 +445,14 @@ void px__fork_choices(px_sched *s, seq *q, seq **out, int32_t *n_out) {
             f->blk[i] = q->blk[i];
         }
         f->n_blk = q->n_blk;
+        for (int32_t i = 0; i < q->n_lblk; i++) {
+            if (i >= q->l_first) px_blocks_ref(s->lblocks, q->lblk[i]);
+            f->lblk[i] = q->lblk[i];
+        }
+        f->n_lblk = q->n_lblk;
+        f->l_first = q->l_first;
         f->n_published = q->n_published;
+        f->pub_tail = q->pub_tail;
         f->n_computed = q->n_computed;
         out[(*n_out)++] = f;
     }

@@ -4,6 +4,9 @@
  * and read by other threads through px_stats_snapshot(), which copies them
  * under the stats lock. Histograms have fixed bucket bounds (seconds) like
  * Prometheus' and vLLM's: cumulative counts are computed at render time.
+ * KV gauges: the kv_blocks_* figures are the global pool's (every layer's
+ * blocks for a model without sliding-window layers; the pool that grows with
+ * a sequence's length), kv_local_* the sliding-window layers' pool's.
  * Owns: its buckets. Threads: px_stats_* writers from the scheduler thread,
  * px_stats_snapshot from any thread. */
 #ifndef PX_STATS_H
@@ -44,10 +47,14 @@ double px_hist_quantile(const px_hist *h, double q);
 typedef struct px_stats_counters {
     int64_t running;               /* gauge: sequences running */
     int64_t waiting;               /* gauge: requests waiting */
-    int64_t kv_blocks_total;       /* gauge */
+    int64_t kv_blocks_total;       /* gauge: KV blocks of the global pool (see above) */
     int64_t kv_blocks_used;        /* gauge: referenced by a sequence */
     int64_t kv_blocks_cached;      /* gauge: unreferenced, kept for prefix reuse */
     int64_t kv_blocks_free;        /* gauge */
+    int64_t kv_local_total;        /* gauge: the same for the local pool (0: none) */
+    int64_t kv_local_used;         /* gauge */
+    int64_t kv_local_cached;       /* gauge */
+    int64_t kv_local_free;         /* gauge */
     uint64_t preemptions;          /* counter */
     uint64_t prompt_tokens;        /* counter: prompt tokens of finished prefills */
     uint64_t generation_tokens;    /* counter */

@@ -173,6 +173,7 @@ static void load_work(uv_work_t *req) {
     mo.kv_cache_mb = cfg->kv_cache_mb;
     mo.max_batch_tokens = cfg->max_batch_tokens;
     mo.max_logit_rows = PX_MIN(cfg->max_batch_tokens, cfg->max_running + PX_MAX_CHOICES);
+    mo.kv_local_seqs = cfg->max_running; /* windows the sliding-window layers' pool holds */
     double t0 = px_now();
     /* Test hook: stretch the load so tests can see the "loading" window. */
     const char *delay = getenv("PX_TEST_LOAD_DELAY_MS");
@@ -237,10 +238,11 @@ static void load_done(uv_work_t *req, int status) {
     const px_model_config *mc = px_model_config_get(s->model);
     px_log(PX_LOG_INFO,
            "loaded %s in %.2f s: %s, %d layers, d_model %d, vocab %d, context %d, %lld KV blocks "
-           "of %d tokens",
+           "of %d tokens (%lld more for the sliding-window layers)",
            px_model_name(s->model), j->seconds, mc->arch == PX_ARCH_GEMMA3 ? "gemma3" : "llama",
            mc->n_layer, mc->n_embd, mc->n_vocab, px_model_n_ctx(s->model),
-           (long long)px_model_kv_blocks(s->model), px_model_kv_block_size(s->model));
+           (long long)px_model_kv_blocks(s->model), px_model_kv_block_size(s->model),
+           (long long)px_model_kv_blocks_local(s->model));
     snprintf(s->model_id, sizeof s->model_id, "%s",
              cfg->model_id ? cfg->model_id : px_model_name(s->model));
     px_api_limits_init(&s->limits);

@@ -132,6 +132,14 @@ int px_metrics_render(px_buf *outbuf, const char *model_name, const px_stats_cou
         sample_d(&o, "kv_blocks", "state=\"used\"", (double)c->kv_blocks_used);
         sample_d(&o, "kv_blocks", "state=\"cached\"", (double)c->kv_blocks_cached);
         sample_d(&o, "kv_blocks", "state=\"free\"", (double)c->kv_blocks_free);
+        if (c->kv_local_total > 0) {
+            /* Models with sliding-window layers: their own pool of blocks. */
+            family(&o, "kv_local_blocks", "gauge",
+                   "Sliding-window layers' KV-cache blocks by state (kv_blocks: the others').");
+            sample_d(&o, "kv_local_blocks", "state=\"used\"", (double)c->kv_local_used);
+            sample_d(&o, "kv_local_blocks", "state=\"cached\"", (double)c->kv_local_cached);
+            sample_d(&o, "kv_local_blocks", "state=\"free\"", (double)c->kv_local_free);
+        }
         counter(&o, "num_preemptions_total", "Cumulative number of sequence preemptions.",
                 c->preemptions);
         counter(&o, "prompt_tokens_total", "Number of prefill tokens processed.", c->prompt_tokens);

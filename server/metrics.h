@@ -28,7 +28,9 @@ typedef struct px_http_counters {
 /* Appends the exposition text to out. model_name labels every series
  * (model_name="..."), escaped as Prometheus requires (NULL = ""). Any of c,
  * the histograms and h may be NULL: their families are left out. Also
- * rendered: kv_blocks{state="used|cached|free"}, engine_steps_total, and
+ * rendered: kv_blocks{state="used|cached|free"} (the global layers' pool;
+ * every layer's without sliding-window layers), kv_local_blocks{state=...}
+ * (the sliding-window layers' pool, when there is one), engine_steps_total, and
  * request_success_total's finished_reason stop|length|abort|error (px
  * STOP, LENGTH, CANCELLED, ERROR). Returns 0 or -1 (out of memory; out
  * then holds a partial text). */

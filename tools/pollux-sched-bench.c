@@ -6,6 +6,7 @@
  *   pollux-sched-bench -m FILE [--threads N] [--conc 1,4,16,64]
  *                      [--prompt 128] [--gen 128] [--prefix 1000] [--prefix-reqs 4]
  *                      [--mmproj FILE [--images 2] [--image-streams 8]]
+ *                      [--kv-cache-mb N] [--max-running 64]
  *
  * With --mmproj: the time to encode one image through the tower (alone),
  * then the inter-token latency of --image-streams text streams, first
@@ -13,6 +14,17 @@
  * 640x480 images, submitted once the streams decode): the scheduler slices
  * the tower's work between decode steps, and this shows what the streams
  * feel. The tower must project to the model's d_model.
+ *
+ * --max-running sets the scheduler's limit of running sequences (at least
+ * the wave's concurrency) and the logit rows the model is loaded with.
+ * With --kv-cache-mb N: the KV cache is sized from N MiB as the daemon does
+ * (for a model with sliding-window layers, a small local pool holding
+ * windows and the rest for the global layers) instead of one full context
+ * per request. The concurrency waves then run twice, first with both pools
+ * as big as one cache of every layer would be (the capacity of the layout
+ * before the local pool, in the same run), then with the daemon's split;
+ * each prints the pools, the KV bytes a prompt + gen sequence needs and how
+ * many fit, and per wave the peak of running sequences and the preemptions.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -35,6 +47,8 @@ typedef struct breq {
 } breq;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t g_peak_running; /* most sequences running at once in run_wave */
+static int g_max_running = 64; /* --max-running: the scheduler's limit (at least --conc) */
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 
 static void on_event(px_request *r, void *arg) {
@@ -109,6 +123,9 @@ static double run_wave(px_sched *s, breq *b, int n, int32_t **prompts, int n_pro
             done += b[i].done;
         }
         if (done == n) break;
+        px_stats_counters c;
+        px_sched_snapshot(s, &c, NULL, NULL, NULL, NULL);
+        g_peak_running = PX_MAX(g_peak_running, c.running);
         pthread_mutex_lock(&g_lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -288,10 +305,87 @@ static int parse_list(const char *s, int *out, int cap) {
     return n;
 }
 
+/* The KV cache of model m: pools, bytes per sequence of n tokens, and how
+ * many such sequences fit at once. */
+static void print_kv(px_model *m, int n, const char *layout) {
+    int bs = px_model_kv_block_size(m);
+    int64_t g = px_model_kv_blocks(m), l = px_model_kv_blocks_local(m);
+    int64_t bg = px_model_kv_block_bytes(m, 0), bl = px_model_kv_block_bytes(m, 1);
+    int64_t ng = (n + bs - 1) / bs, nl = 0;
+    if (l > 0) nl = PX_MIN(ng, (int64_t)(px_model_config_get(m)->sliding_window - 1) / bs + 2);
+    int64_t fit = g / ng;
+    if (nl > 0) fit = PX_MIN(fit, l / nl);
+    printf("KV %s: global pool %lld blocks of %lld KiB, local pool %lld blocks of %lld KiB "
+           "(%lld MiB); a %d-token sequence holds %lld KiB (every layer kept: %lld KiB), %lld "
+           "fit at once\n",
+           layout, (long long)g, (long long)(bg >> 10), (long long)l, (long long)(bl >> 10),
+           (long long)((g * bg + l * bl) >> 20), n, (long long)((ng * bg + nl * bl) >> 10),
+           (long long)((ng * (bg + bl)) >> 10), (long long)fit);
+}
+
+/* One wave per concurrency level; prints tok/s and latency percentiles
+ * (and with show_kv the peak of running sequences and the preemptions). */
+static int conc_waves(px_model *m, const int *conc, int n_conc, int n_prompt, int gen,
+                      int show_kv) {
+    char err[512];
+    int32_t n_vocab = px_model_config_get(m)->n_vocab;
+    printf("%5s %10s %10s %10s %10s %10s\n", "conc", "tok/s", "TTFT p50", "TTFT p99", "ITL p50",
+           "ITL p99");
+    for (int ci = 0; ci < n_conc; ci++) {
+        int C = conc[ci];
+        px_sched_opts so;
+        px_sched_opts_init(&so);
+        so.max_running = PX_MAX(g_max_running, C);
+        so.prefix_cache = false; /* distinct prompts: measure batching alone */
+        px_sched *s = px_sched_create(m, &so, err, sizeof err);
+        if (!s || px_sched_start(s) < 0) {
+            fprintf(stderr, "scheduler: %s\n", err);
+            return 1;
+        }
+        int32_t **prompts = malloc(sizeof(int32_t *) * (size_t)C);
+        for (int i = 0; i < C; i++) {
+            prompts[i] = malloc(sizeof(int32_t) * (size_t)n_prompt);
+            fill_prompt(prompts[i], n_prompt, (uint32_t)(ci * 1000 + i), n_vocab);
+        }
+        breq *b = calloc((size_t)C, sizeof *b);
+        g_peak_running = 0;
+        double wall = run_wave(s, b, C, prompts, n_prompt, gen);
+        double *ttft = malloc(sizeof(double) * (size_t)C);
+        double *itl = malloc(sizeof(double) * (size_t)C * (size_t)gen);
+        int n_itl = 0;
+        long total = 0;
+        for (int i = 0; i < C; i++) {
+            ttft[i] = b[i].t_first - b[i].t_submit;
+            memcpy(itl + n_itl, b[i].itl, sizeof(double) * (size_t)b[i].n_itl);
+            n_itl += b[i].n_itl;
+            total += b[i].n_tok;
+        }
+        printf("%5d %10.1f %9.2fs %9.2fs %8.1fms %8.1fms\n", C, (double)total / wall,
+               pct(ttft, C, 0.5), pct(ttft, C, 0.99), pct(itl, n_itl, 0.5) * 1e3,
+               pct(itl, n_itl, 0.99) * 1e3);
+        if (show_kv) {
+            px_stats_counters c;
+            px_sched_snapshot(s, &c, NULL, NULL, NULL, NULL);
+            printf("      peak running %lld, preemptions %llu\n", (long long)g_peak_running,
+                   (unsigned long long)c.preemptions);
+        }
+        fflush(stdout);
+        free_wave(b, C);
+        free(b);
+        free(ttft);
+        free(itl);
+        for (int i = 0; i < C; i++)
+            free(prompts[i]);
+        free(prompts);
+        px_sched_destroy(s);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *path = NULL, *mmproj = NULL;
     int threads = 2, n_prompt = 128, gen = 128, prefix = 1000, prefix_reqs = 4;
-    int n_images = 2, image_streams = 8;
+    int n_images = 2, image_streams = 8, kv_mb = 0;
     int conc[16] = {1, 4, 16, 64}, n_conc = 4;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-m"))
@@ -312,6 +406,10 @@ int main(int argc, char **argv) {
             n_images = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--image-streams"))
             image_streams = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--kv-cache-mb"))
+            kv_mb = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--max-running"))
+            g_max_running = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--conc")) {
             if ((n_conc = parse_list(argv[i + 1], conc, 16)) <= 0) {
                 fprintf(stderr, "bad --conc\n");
@@ -323,9 +421,11 @@ int main(int argc, char **argv) {
         }
     }
     if (!path || n_prompt <= 0 || gen <= 0 || prefix < 0 || prefix_reqs <= 0 || n_images < 1 ||
-        image_streams < 1 || image_streams > 64) {
+        image_streams < 1 || image_streams > 64 || kv_mb < 0 || g_max_running < 1 ||
+        g_max_running > 512) {
         fprintf(stderr, "usage: pollux-sched-bench -m FILE [--threads N] [--conc 1,4,16,64] "
-                        "[--prompt 128] [--gen 128] [--prefix 1000] [--prefix-reqs 4]\n");
+                        "[--prompt 128] [--gen 128] [--prefix 1000] [--prefix-reqs 4] "
+                        "[--kv-cache-mb N] [--max-running 64]\n");
         return 2;
     }
     int max_conc = mmproj ? image_streams + n_images : 1;
@@ -336,10 +436,30 @@ int main(int argc, char **argv) {
     mo.n_threads = threads;
     mo.n_ctx = PX_MAX(n_prompt + gen, prefix + 64) + 16;
     mo.max_batch_tokens = 512;
-    mo.max_logit_rows = PX_MAX(64, max_conc);
+    mo.max_logit_rows = PX_MAX(g_max_running, max_conc);
     int64_t per_seq = (n_prompt + gen + 15) / 16 + 1;
     mo.kv_blocks = PX_MAX(per_seq * max_conc, (int64_t)(mo.n_ctx / 16 + 1) * 2);
     char err[512];
+    if (kv_mb > 0) {
+        mo.kv_blocks = 0;
+        mo.kv_cache_mb = kv_mb;
+        mo.kv_local_seqs = g_max_running; /* as the daemon: max_running windows */
+        if (!mmproj) {
+            /* First the layout of one cache of every layer: equal pools. */
+            mo.kv_blocks_local = (int64_t)1 << 40;
+            px_model *m0 = px_model_load(path, &mo, err, sizeof err);
+            if (!m0) {
+                fprintf(stderr, "%s: %s\n", path, err);
+                return 1;
+            }
+            printf("model %s, %d threads, prompts %d tokens, %d output tokens\n", px_model_name(m0),
+                   threads, n_prompt, gen);
+            print_kv(m0, n_prompt + gen, "as one cache of every layer");
+            if (conc_waves(m0, conc, n_conc, n_prompt, gen, 1) != 0) return 1;
+            px_model_free(m0);
+            mo.kv_blocks_local = 0;
+        }
+    }
     px_model *m = px_model_load(path, &mo, err, sizeof err);
     if (!m) {
         fprintf(stderr, "%s: %s\n", path, err);
@@ -347,55 +467,14 @@ int main(int argc, char **argv) {
     }
     int32_t n_vocab = px_model_config_get(m)->n_vocab;
     printf("model %s, %d threads, %lld KV blocks, prompts %d tokens, %d output tokens\n",
-           px_model_name(m), threads, (long long)mo.kv_blocks, n_prompt, gen);
+           px_model_name(m), threads, (long long)px_model_kv_blocks(m), n_prompt, gen);
+    if (kv_mb > 0) print_kv(m, n_prompt + gen, "windowed local layers");
     if (mmproj) {
         image_bench(m, mmproj, n_images, image_streams, gen, n_prompt);
         px_model_free(m);
         return 0;
     }
-    printf("%5s %10s %10s %10s %10s %10s\n", "conc", "tok/s", "TTFT p50", "TTFT p99", "ITL p50",
-           "ITL p99");
-    for (int ci = 0; ci < n_conc; ci++) {
-        int C = conc[ci];
-        px_sched_opts so;
-        px_sched_opts_init(&so);
-        so.max_running = PX_MAX(64, C);
-        so.prefix_cache = false; /* distinct prompts: measure batching alone */
-        px_sched *s = px_sched_create(m, &so, err, sizeof err);
-        if (!s || px_sched_start(s) < 0) {
-            fprintf(stderr, "scheduler: %s\n", err);
-            return 1;
-        }
-        int32_t **prompts = malloc(sizeof(int32_t *) * (size_t)C);
-        for (int i = 0; i < C; i++) {
-            prompts[i] = malloc(sizeof(int32_t) * (size_t)n_prompt);
-            fill_prompt(prompts[i], n_prompt, (uint32_t)(ci * 1000 + i), n_vocab);
-        }
-        breq *b = calloc((size_t)C, sizeof *b);
-        double wall = run_wave(s, b, C, prompts, n_prompt, gen);
-        double *ttft = malloc(sizeof(double) * (size_t)C);
-        double *itl = malloc(sizeof(double) * (size_t)C * (size_t)gen);
-        int n_itl = 0;
-        long total = 0;
-        for (int i = 0; i < C; i++) {
-            ttft[i] = b[i].t_first - b[i].t_submit;
-            memcpy(itl + n_itl, b[i].itl, sizeof(double) * (size_t)b[i].n_itl);
-            n_itl += b[i].n_itl;
-            total += b[i].n_tok;
-        }
-        printf("%5d %10.1f %9.2fs %9.2fs %8.1fms %8.1fms\n", C, (double)total / wall,
-               pct(ttft, C, 0.5), pct(ttft, C, 0.99), pct(itl, n_itl, 0.5) * 1e3,
-               pct(itl, n_itl, 0.99) * 1e3);
-        fflush(stdout);
-        free_wave(b, C);
-        free(b);
-        free(ttft);
-        free(itl);
-        for (int i = 0; i < C; i++)
-            free(prompts[i]);
-        free(prompts);
-        px_sched_destroy(s);
-    }
+    if (conc_waves(m, conc, n_conc, n_prompt, gen, kv_mb > 0) != 0) return 1;
     if (prefix > 0) {
         /* One request at a time: a shared system prompt plus 16 own tokens. */
         int n = prefix + 16;

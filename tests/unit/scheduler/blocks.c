@@ -3,8 +3,9 @@
  * LRU eviction order, unpublish on eviction, parent generations, full-key
  * comparison (including keys crafted to share a bucket or a whole 64-bit
  * hash), duplicate publishes, prefix_cache off, clear_cache, px_blocks_check
- * catching wrong expectations, and a seeded random run against a reference
- * model written with plain arrays and linear search. */
+ * catching wrong expectations, linked keys (a local pool's block keyed by
+ * a block of another pool and its generation), and a seeded random run
+ * against a reference model written with plain arrays and linear search. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -820,6 +821,55 @@ static void run_model(int n, int bs, bool pc, int alphabet, uint64_t seed, long 
     px_blocks_destroy(b);
 }
 
+/* Linked keys: found by (owner, owner generation, tokens, extra) and
+ * nothing else, find takes no reference, a published linked block behaves
+ * like any other (cached when unreferenced, unpublished when evicted), and
+ * the generation of a block changes when it is reused. */
+START_TEST(test_linked_keys) {
+    px_blocks *g = px_blocks_create(4, 4, true), *l = px_blocks_create(2, 4, true);
+    int32_t tok[4], other[4];
+    fill_tokens(tok, 4, 10);
+    fill_tokens(other, 4, 20);
+    int32_t gb = px_blocks_alloc(g);
+    uint32_t gen = px_blocks_gen(g, gb);
+    int32_t lb = px_blocks_alloc(l);
+    ck_assert_int_eq(px_blocks_publish_linked(l, lb, gb, gen, tok, 7), 1);
+    ck_assert_int_eq(px_blocks_publish_linked(l, lb, gb, gen, tok, 7), 0); /* already */
+    ck_assert_int_eq(px_blocks_find_linked(l, gb, gen, tok, 7), lb);
+    ck_assert_int_eq(px_blocks_refcount(l, lb), 1); /* no reference taken */
+    ck_assert_int_eq(px_blocks_find_linked(l, gb, gen + 1, tok, 7), -1);
+    ck_assert_int_eq(px_blocks_find_linked(l, gb + 1, gen, tok, 7), -1);
+    ck_assert_int_eq(px_blocks_find_linked(l, gb, gen, other, 7), -1);
+    ck_assert_int_eq(px_blocks_find_linked(l, gb, gen, tok, 8), -1);
+    ck_assert_int_eq(px_blocks_find_linked(l, -1, 0, tok, 7), -1);
+    /* A second block under the same key is refused. */
+    int32_t lb2 = px_blocks_alloc(l);
+    ck_assert_int_eq(px_blocks_publish_linked(l, lb2, gb, gen, tok, 7), 0);
+    px_blocks_unref(l, lb2);
+    /* Unreferenced: cached, still found; evicted by the next alloc once
+     * the free block is gone. */
+    px_blocks_unref(l, lb);
+    AGREE(l, NULL, 1, 0, 1);
+    ck_assert_int_eq(px_blocks_find_linked(l, gb, gen, tok, 7), lb);
+    int32_t x = px_blocks_alloc(l), y = px_blocks_alloc(l);
+    ck_assert(x != y && (x == lb || y == lb));
+    AGREE(l, NULL, 0, 2, 0);
+    ck_assert_int_eq(px_blocks_find_linked(l, gb, gen, tok, 7), -1);
+    /* The owner's generation moves when it is reused. */
+    px_blocks_unref(g, gb);
+    ck_assert_int_eq(px_blocks_alloc(g), gb);
+    ck_assert_uint_ne(px_blocks_gen(g, gb), gen);
+    /* Own-pool lookups without a reference. */
+    ck_assert_int_eq(px_blocks_publish(g, gb, -1, tok, 0), 1);
+    ck_assert_int_eq(px_blocks_find(g, -1, tok, 0), gb);
+    ck_assert_int_eq(px_blocks_refcount(g, gb), 1);
+    ck_assert_int_eq(px_blocks_find(g, -1, other, 0), -1);
+    CHECK_OK(g, NULL);
+    px_blocks_destroy(g);
+    px_blocks_destroy(l);
+}
+END_TEST
+
 START_TEST(test_model_random) {
     static const struct {
         int n, bs, alphabet;
@@ -861,6 +911,7 @@ Suite *px_suite_blocks(void) {
     tcase_add_test(tc, test_no_prefix_cache);
     tcase_add_test(tc, test_clear_cache);
     tcase_add_test(tc, test_check_catches);
+    tcase_add_test(tc, test_linked_keys);
     tcase_add_test(tc, test_model_random);
     suite_add_tcase(s, tc);
     return s;

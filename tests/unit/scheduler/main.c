@@ -10,6 +10,7 @@ int main(void) {
     srunner_add_suite(sr, px_suite_sched());
     srunner_add_suite(sr, px_suite_sched_images());
     srunner_add_suite(sr, px_suite_sched_faults());
+    srunner_add_suite(sr, px_suite_sched_window());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

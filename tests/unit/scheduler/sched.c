@@ -57,19 +57,9 @@ px_model *load_model(int64_t kv_blocks, int max_batch, int logit_rows) {
     return m;
 }
 
-/* The reference: greedy decoding of one prompt straight through the engine,
- * with the gap between the top two logits at every step. */
-typedef struct ref_run {
-    int32_t tok[256];
-    float gap[256];
-    int n;
-} ref_run;
-
 static px_model *g_ref_model;
 
-static void reference(const int32_t *prompt, int n_prompt, int n_gen, ref_run *out) {
-    if (!g_ref_model) g_ref_model = load_model(64, 256, 1);
-    px_model *m = g_ref_model;
+void reference_model(px_model *m, const int32_t *prompt, int n_prompt, int n_gen, ref_run *out) {
     int32_t n_vocab = px_model_config_get(m)->n_vocab;
     float *logits = malloc(sizeof(float) * (size_t)n_vocab);
     int32_t blocks[64], seqi[256] = {0}, pos[256];
@@ -113,6 +103,13 @@ static void reference(const int32_t *prompt, int n_prompt, int n_gen, ref_run *o
         ck_assert_msg(px_forward(m, &d, logits, err, sizeof err) == 0, "%s", err);
     }
     free(logits);
+}
+
+/* The reference: greedy decoding of one prompt straight through the engine,
+ * with one block table for every layer and nothing dropped. */
+static void reference(const int32_t *prompt, int n_prompt, int n_gen, ref_run *out) {
+    if (!g_ref_model) g_ref_model = load_model(64, 256, 1);
+    reference_model(g_ref_model, prompt, n_prompt, n_gen, out);
 }
 
 void collect(outcome *o) {
@@ -185,7 +182,7 @@ int run_all(px_sched *s, outcome *o, int n) {
 
 /* Compares a greedy choice's tokens with the reference, accepting a
  * divergence only at a near-tie. */
-static void expect_tokens(const int32_t *got, int n_got, const ref_run *ref, const char *what) {
+void expect_tokens(const int32_t *got, int n_got, const ref_run *ref, const char *what) {
     ck_assert_msg(n_got == ref->n, "%s: %d tokens, expected %d", what, n_got, ref->n);
     for (int i = 0; i < n_got; i++)
         ck_assert_msg(got[i] == ref->tok[i], "%s: token %d is %d, expected %d (top-2 gap %g)", what,
@@ -201,6 +198,9 @@ void expect_idle(px_sched *s) {
     ck_assert_int_eq(c.running, 0);
     ck_assert_int_eq(c.waiting, 0);
     ck_assert_int_eq(c.kv_blocks_used + c.kv_blocks_cached + c.kv_blocks_free, c.kv_blocks_total);
+    /* The sliding-window layers' pool too. */
+    ck_assert_int_eq(c.kv_local_used, 0);
+    ck_assert_int_eq(c.kv_local_used + c.kv_local_cached + c.kv_local_free, c.kv_local_total);
 }
 
 /* Pacing (itl_ratio) sizes prefill chunks from measured step times, so the

@@ -23,6 +23,14 @@ typedef struct outcome {
     char message[160];
 } outcome;
 
+/* A greedy run straight through the engine, with the gap between the top
+ * two logits at every step. */
+typedef struct ref_run {
+    int32_t tok[256];
+    float gap[256];
+    int n;
+} ref_run;
+
 extern char *g_model_path; /* the tiny gemma3 test model (Q8_0) */
 extern double g_itl_ratio; /* pacing of the schedulers make_sched creates */
 void make_model_once(void);
@@ -37,7 +45,11 @@ void make_prompt(int32_t *ids, int n, uint32_t seed);
 /* Steps until all n outcomes are done, checking block accounting; returns
  * the steps taken. */
 int run_all(px_sched *s, outcome *o, int n);
-/* No sequence, no used block, consistent counts. */
+/* No sequence, no used block in either pool, consistent counts. */
 void expect_idle(px_sched *s);
+/* The reference on m (blocks 0..63 as one table for every layer). */
+void reference_model(px_model *m, const int32_t *prompt, int n_prompt, int n_gen, ref_run *out);
+/* got must equal the reference tokens. */
+void expect_tokens(const int32_t *got, int n_got, const ref_run *ref, const char *what);
 
 #endif

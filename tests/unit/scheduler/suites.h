@@ -10,5 +10,6 @@ Suite *px_suite_blocks(void);
 Suite *px_suite_sched(void);
 Suite *px_suite_sched_images(void);
 Suite *px_suite_sched_faults(void);
+Suite *px_suite_sched_window(void);
 
 #endif

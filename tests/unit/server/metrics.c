@@ -234,6 +234,10 @@ static void fill(snap *s) {
     s->c.kv_blocks_used = 4;
     s->c.kv_blocks_cached = 2;
     s->c.kv_blocks_free = 10;
+    s->c.kv_local_total = 8;
+    s->c.kv_local_used = 3;
+    s->c.kv_local_cached = 1;
+    s->c.kv_local_free = 4;
     s->c.preemptions = 5;
     s->c.prompt_tokens = 1234;
     s->c.generation_tokens = UINT64_MAX; /* printed exactly, not via double */
@@ -296,6 +300,10 @@ START_TEST(test_exact_lines) {
     HAS_LINE(t, "pollux:kv_blocks{model_name=\"gemma\",state=\"used\"} 4");
     HAS_LINE(t, "pollux:kv_blocks{model_name=\"gemma\",state=\"cached\"} 2");
     HAS_LINE(t, "pollux:kv_blocks{model_name=\"gemma\",state=\"free\"} 10");
+    HAS_LINE(t, "# TYPE pollux:kv_local_blocks gauge");
+    HAS_LINE(t, "pollux:kv_local_blocks{model_name=\"gemma\",state=\"used\"} 3");
+    HAS_LINE(t, "pollux:kv_local_blocks{model_name=\"gemma\",state=\"cached\"} 1");
+    HAS_LINE(t, "pollux:kv_local_blocks{model_name=\"gemma\",state=\"free\"} 4");
     HAS_LINE(t, "# TYPE pollux:num_preemptions_total counter");
     HAS_LINE(t, "pollux:num_preemptions_total{model_name=\"gemma\"} 5");
     HAS_LINE(t, "pollux:prompt_tokens_total{model_name=\"gemma\"} 1234");
@@ -377,10 +385,12 @@ START_TEST(test_optional_parts) {
     ck_assert_uint_gt(b.len, before);
     ck_assert(strstr(b.data + before, "pollux:num_requests_running{model_name=\"\"} 3\n"));
     px_buf_free(&b);
-    /* No blocks at all: usage is 0, not NaN. */
+    /* No blocks at all: usage is 0, not NaN; no local pool, no family. */
     s.c.kv_blocks_total = 0;
+    s.c.kv_local_total = 0;
     ck_assert_int_eq(px_metrics_render(&b, "m", &s.c, NULL, NULL, NULL, NULL, NULL), 0);
     HAS_LINE(b.data, "pollux:kv_cache_usage_perc{model_name=\"m\"} 0");
+    ck_assert_ptr_null(strstr(b.data, "kv_local_blocks"));
     px_buf_free(&b);
 }
 END_TEST
