@@ -60,8 +60,7 @@ int px_image_probe(const uint8_t *data, size_t len, px_image_format *fmt, int *w
  * header, dimensions against the limits), without decoding: cheap enough
  * for the event loop. Fills width and height (if not NULL). */
 int px_image_check(const uint8_t *data, size_t len, const char *claimed_mime,
-                   const px_image_limits *lim, int *width, int *height, char *err,
-                   size_t errlen);
+                   const px_image_limits *lim, int *width, int *height, char *err, size_t errlen);
 /* Probes, checks the claimed mime type (if not NULL) against the bytes, the
  * limits (lim NULL: defaults) and refuses 0 pixels, then decodes to RGB8
  * (alpha composited on white; GIF and animated WebP: first frame). A stream

@@ -16,7 +16,6 @@
 #include "api/chat_template.h"
 #include "engine/tokenizer.h"
 
-
 /* Parses and validates a body for `kind`; fills out (free with
  * px_api_req_free) or returns -1 with e filled (400/413 class; out then
  * owns nothing). Chat prompts: the template's markers are tokenized as

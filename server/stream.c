@@ -468,8 +468,8 @@ enum MHD_Result px_stream_start(px_server *s, px_conn *c, px_api_req *areq) {
     int rc = px_request_set_prompt(r, st->areq.prompt, st->areq.n_prompt);
     for (int i = 0; rc == 0 && i < st->areq.n_images; i++) {
         px_api_image *im = &st->areq.images[i];
-        rc = px_request_add_image(r, im->pos, im->n_tokens, im->hash, im->img.width,
-                                  im->img.height, im->img.rgb);
+        rc = px_request_add_image(r, im->pos, im->n_tokens, im->hash, im->img.width, im->img.height,
+                                  im->img.rgb);
         im->img.rgb = NULL; /* the request owns it now, also on failure */
     }
     if (rc == 0 && st->areq.n_stop > 0)
