@@ -11,6 +11,7 @@ float px_expf(float x) {
     /* exp(x) = 2^n * exp(r), r = x - n ln2 in [-ln2/2, ln2/2]. */
     x = x < -87.3f ? -87.3f : x;
     x = x > 88.7f ? 88.7f : x;
+    if (x != x) return x; /* NaN: (int32_t)n below would be undefined */
     float n = floorf(x * 1.44269504088896341f + 0.5f);
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
