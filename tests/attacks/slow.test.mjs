@@ -152,17 +152,20 @@ test('62: head-of-line: one near-context prompt and 50 short ones; the short one
 test('63: 200 queued clients hang up: removed unprefilled; the running decode continues untouched', async () => {
   // A model slow enough (a few ms a token) that the running request is
   // still decoding when the 200 hang-ups are processed, whatever the machine.
+  // (d_model 768, 12 layers, 2,500 tokens: the 8-layer 512-wide model
+  // decoded 1,500 tokens before the hang-ups were through on an idle CI
+  // machine.)
   const g = await Guard.start(['--max-running', '1', '--max-waiting', '256', '--max-connections', '512'],
-    { modelArgs: ['--arch', 'gemma3', '--tiny', '--type', 'Q8_0', '--n-embd', '512', '--n-head', '8',
-      '--head-dim', '64', '--n-ff', '2048', '--n-layer', '8'] });
+    { modelArgs: ['--arch', 'gemma3', '--tiny', '--type', 'Q8_0', '--n-embd', '768', '--n-head', '12',
+      '--head-dim', '64', '--n-ff', '3072', '--n-layer', '12', '--n-ctx', '4096'] });
   try {
-    const refr = await post(g.base, C, long('The running one', 1500));
+    const refr = await req(g.base, 'POST', C, long('The running one', 2500), {}, { timeout: 180000 });
     assert.equal(refr.status, 200, refr.text);
-    assert.equal(refr.json.usage.completion_tokens, 1500);
+    assert.equal(refr.json.usage.completion_tokens, 2500);
     const ref = refr.json.choices[0].text;
     const p0 = (await metrics(g.base)).promptTokens;
     let started;
-    const running = stream(g.base, C, long('The running one', 1500, { stream: true }), { onData: (t) => { started ??= /data: \{/.test(t) || undefined; return false; } });
+    const running = stream(g.base, C, long('The running one', 2500, { stream: true }), { onData: (t) => { started ??= /data: \{/.test(t) || undefined; return false; } });
     assert.ok(await until(() => started, 5000));
     const body = JSON.stringify(long('queued ' + 'z '.repeat(30), 50));
     const hang = Array.from({ length: 200 }, () => raw(g.base, [`POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`], { timeout: 2000 }));
