@@ -288,7 +288,10 @@ START_TEST(test_stall_stops_progress_stamp) {
     }
     ck_assert_msg(max_age >= 0.8 * stall, "last_step_time kept moving during the stall (%.3f s)",
                   max_age);
-    ck_assert_int_eq(steps_at_max, 2);
+    /* The counter goes up right after a pass, the stamp at the end of its
+     * step: the oldest stamp may be seen just after pass 3 (slow builds). */
+    ck_assert_msg(steps_at_max == 2 || steps_at_max == 3, "steps at the stall: %llu",
+                  (unsigned long long)steps_at_max);
     ck_assert_int_eq(o.finish[0], PX_FINISH_LENGTH);
     ck_assert_int_eq(o.n_tok[0], jobs[0].gen);
     for (int k = 0; k < jobs[0].gen; k++)
