@@ -159,13 +159,21 @@ static void fault_before(const px_sched *s, int64_t n) {
         ;
 }
 
-/* After forward pass n (rows: logits rows it filled): the injected failure
- * or NaN row. Returns the pass's result. */
-static int fault_after(px_sched *s, int64_t n, int rc, int32_t rows, char *err, size_t errlen) {
+/* The logits rows this step's plan asked for. */
+static int32_t logit_rows_of(const px_sched *s, int32_t n_plan) {
+    int32_t rows = 0;
+    for (int32_t p = 0; p < n_plan; p++)
+        rows += s->plan[p]->n_logit_rows;
+    return rows;
+}
+
+/* After forward pass n (of the first n_plan planned sequences): the
+ * injected failure or NaN row. Returns the pass's result. */
+static int fault_after(px_sched *s, int64_t n, int rc, int32_t n_plan, char *err, size_t errlen) {
     const px_sched_faults *f = &s->o.faults;
     if (rc == 0 && f->fail_step > 0 && n == f->fail_step)
         return px_fail(err, errlen, PX_EIO, "injected engine failure (test)");
-    if (rc == 0 && f->nan_step > 0 && n == f->nan_step && f->nan_row < rows) {
+    if (rc == 0 && f->nan_step > 0 && n == f->nan_step && f->nan_row < logit_rows_of(s, n_plan)) {
         float *row = s->logits + (size_t)f->nan_row * (size_t)s->n_vocab;
         for (int32_t v = 0; v < s->n_vocab; v++)
             row[v] = NAN;
@@ -428,14 +436,6 @@ static void update_gauges(px_sched *s) {
     px_stats_unlock(&s->stats);
 }
 
-/* The logits rows this step's plan asked for. */
-static int32_t logit_rows_of(const px_sched *s, int32_t n_plan) {
-    int32_t rows = 0;
-    for (int32_t p = 0; p < n_plan; p++)
-        rows += s->plan[p]->n_logit_rows;
-    return rows;
-}
-
 /* Ends every sequence of r with an engine error, planned or not: the
  * response is an error anyway, so its other choices stop too. Entries of
  * this step's plan are cleared so that the caller skips them. */
@@ -494,7 +494,7 @@ int px_sched_step(px_sched *s) {
         double t0 = px_now();
         rc = px_forward(s->model, &b, s->logits, err, sizeof err);
         double now = px_now();
-        rc = fault_after(s, pass, rc, logit_rows_of(s, n_plan), err, sizeof err);
+        rc = fault_after(s, pass, rc, n_plan, err, sizeof err); /* test-only faults */
         if (rc == 0) step_cost_add(s, n, now - t0); /* for pacing prefill against decodes */
         if (rc < 0) {
             /* Nothing of this pass can be trusted: every request in it ends.

@@ -167,14 +167,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
             char *end;
             errno = 0;
             unsigned long long v = strtoull(cl, &end, 10);
-            const char *expect = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Expect");
-            if (!errno && !*end && v > (unsigned long long)s->cfg->max_body_bytes &&
-                v <= (unsigned long long)discard_limit(s) && !expect) {
+            int bad = errno || *end;
+            if (bad || v > (unsigned long long)s->cfg->max_body_bytes) {
                 c->body_too_big = 1;
-                return MHD_YES;
-            }
-            if (errno || *end || v > (unsigned long long)s->cfg->max_body_bytes) {
-                c->body_too_big = 1;
+                if (!bad && v <= (unsigned long long)discard_limit(s) &&
+                    !MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Expect"))
+                    return MHD_YES; /* read, drop, then answer */
                 px_api_error e;
                 px_api_fail(&e, 413, "invalid_request_error", NULL, NULL,
                             "request body larger than %lld bytes",
