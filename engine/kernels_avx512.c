@@ -413,6 +413,94 @@ GEMM16(gemm16_q4_K, dg_q4_K, 0, 1, 1, 0)
 GEMM16(gemm16_q5_K, dg_q5_K, 0, 1, 1, 0)
 GEMM16(gemm16_q6_K, dg_q6_K, 32, 1, 0, 1)
 
+/* ---- Q8_0X16 (kernels.h) ------------------------------------------------- */
+
+enum { X16_BLK = 544 }; /* bytes of one block of 32 columns of a 16-row group */
+
+/* Tokens x[0..T) (q8a rows x_stride blocks apart) against one group of 16
+ * rows into y[t * y_stride + 0..15], lanes = rows. Each weight zmm feeds T
+ * vpdpbusd; the block products follow the canonical tree per lane. pf > 0
+ * prefetches that many bytes ahead of each block (on a group's first pass
+ * only: the others find it in cache). */
+AI void x16_tile(const uint8_t *grp, int64_t nb, const px_block_q8a *x, size_t x_stride, int T,
+                 float *y, size_t y_stride, size_t pf) {
+    __m512 f[4], e[4], q[4], h[4];
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < nb; g += 8) {
+        const int cnt = nb - g < 8 ? (int)(nb - g) : 8;
+        _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) {
+            __m512 p[4];
+            if (c < cnt) {
+                const uint8_t *blk = grp + (size_t)(g + c) * X16_BLK;
+                if (pf)
+                    for (int l = 0; l < X16_BLK; l += 64)
+                        _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
+                const __m512 sv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+                __m512i acc[4];
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[t] =
+                    _mm512_set1_epi32(-128 * x[(size_t)t * x_stride + g + c].sum);
+                _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
+                    const __m512i wv = _mm512_loadu_si512(blk + 32 + 64 * k);
+                    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                        int32_t xv;
+                        memcpy(&xv, x[(size_t)t * x_stride + g + c].qs + 4 * k, 4);
+                        acc[t] = _mm512_dpbusd_epi32(acc[t], wv, _mm512_set1_epi32(xv));
+                    }
+                }
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) p[t] = _mm512_mul_ps(
+                    _mm512_cvtepi32_ps(acc[t]),
+                    _mm512_mul_ps(sv, _mm512_set1_ps(x[(size_t)t * x_stride + g + c].d)));
+            } else {
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) p[t] = _mm512_setzero_ps();
+            }
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                if (!(c & 1)) {
+                    e[t] = p[t];
+                    continue;
+                }
+                __m512 pr = _mm512_add_ps(e[t], p[t]);
+                if (!(c & 2)) {
+                    q[t] = pr;
+                    continue;
+                }
+                __m512 quad = _mm512_add_ps(q[t], pr);
+                if (c < 4)
+                    h[t] = quad;
+                else
+                    f[t] = _mm512_add_ps(f[t], _mm512_add_ps(h[t], quad));
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+        _mm512_storeu_ps(y + (size_t)t * y_stride, f[t]);
+}
+
+/* Tokens four at a time over each group (the group's weights stay in L1 or
+ * L2 for the later passes). Prefetch distances measured with pollux-kbench:
+ * a decode step streams, so a short distance; batches spend longer per
+ * byte and want the lines earlier. */
+static void q8_0x16(int64_t n, const void *w, int n_groups, const px_block_q8a *x, size_t x_stride,
+                    int n_tok, float *y, size_t y_stride) {
+    const int64_t nb = n / 32;
+    const size_t gbytes = (size_t)nb * X16_BLK, pf = n_tok < 4 ? 4096 : 16384;
+    for (int g = 0; g < n_groups; g++) {
+        const uint8_t *grp = (const uint8_t *)w + (size_t)g * gbytes;
+        float *yg = y + (size_t)16 * (size_t)g;
+        int t = 0;
+        for (; t + 4 <= n_tok; t += 4)
+            x16_tile(grp, nb, x + (size_t)t * x_stride, x_stride, 4, yg + (size_t)t * y_stride,
+                     y_stride, t == 0 ? pf : 0);
+        const px_block_q8a *xr = x + (size_t)t * x_stride;
+        float *yr = yg + (size_t)t * y_stride;
+        switch (n_tok - t) {
+        case 3: x16_tile(grp, nb, xr, x_stride, 3, yr, y_stride, t == 0 ? pf : 0); break;
+        case 2: x16_tile(grp, nb, xr, x_stride, 2, yr, y_stride, t == 0 ? pf : 0); break;
+        case 1: x16_tile(grp, nb, xr, x_stride, 1, yr, y_stride, t == 0 ? pf : 0); break;
+        default: break;
+        }
+    }
+}
+
 const px_kernels px__kernels_avx512 = {
     .name = "avx512-vnni",
     PX_X86_TABLE_COMMON,
@@ -422,6 +510,7 @@ const px_kernels px__kernels_avx512 = {
                [PX_DTYPE_Q4_K] = gemm16_q4_K,
                [PX_DTYPE_Q5_K] = gemm16_q5_K,
                [PX_DTYPE_Q6_K] = gemm16_q6_K},
+    .q8_0x16 = q8_0x16,
 };
 
 #else

@@ -6,6 +6,7 @@
 
 #include "kernels.h"
 #include "ops.h"
+#include "px.h"
 
 /* The canonical combination is a sequence of separately rounded operations
  * (kernels.h): no contraction into FMA (clang's default within expressions). */
@@ -378,6 +379,74 @@ static void to_f32_bf16(const void *w, float *y, int64_t n) {
     const px_bf16 *a = w;
     for (int64_t i = 0; i < n; i++)
         y[i] = px__bf16_to_f32(a[i]);
+}
+
+/* ---- the Q8_0X16 layout (kernels.h) ---------------------------------------- */
+
+enum { X16_BLOCK_BYTES = 16 * (int)sizeof(px_block_q8_0) }; /* 544 */
+
+void px__q8_0x16_pack(const void *rows, size_t row_bytes, int64_t n, int64_t n_rows, void *dst) {
+    const int64_t nb = n / 32;
+    for (int64_t g = 0; g < n_rows / 16; g++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = (uint8_t *)dst + ((size_t)g * (size_t)nb + (size_t)b) * X16_BLOCK_BYTES;
+            for (int r = 0; r < 16; r++) {
+                const px_block_q8_0 *src =
+                    (const px_block_q8_0 *)((const char *)rows + (size_t)(16 * g + r) * row_bytes) +
+                    b;
+                memcpy(o + 2 * r, &src->d, 2);
+                for (int k = 0; k < 8; k++) {
+                    uint32_t v;
+                    memcpy(&v, src->qs + 4 * k, 4);
+                    v ^= 0x80808080u;
+                    memcpy(o + 32 + 64 * k + 4 * r, &v, 4);
+                }
+            }
+        }
+}
+
+void px__q8_0x16_unpack_row(const void *w, size_t row_bytes, int64_t n, int64_t r, void *dst) {
+    const int64_t nb = n / 32;
+    const uint8_t *grp = (const uint8_t *)w + (size_t)(r / 16) * 16 * row_bytes;
+    const int i = (int)(r % 16);
+    px_block_q8_0 *out = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *o = grp + (size_t)b * X16_BLOCK_BYTES;
+        memcpy(&out[b].d, o + 2 * i, 2);
+        for (int j = 0; j < 32; j++)
+            out[b].qs[j] = (int8_t)(o[32 + 64 * (j / 4) + 4 * i + j % 4] ^ 0x80);
+    }
+}
+
+/* The canonical _0 combination for each (row, token), reading the layout
+ * directly: isum = sum (q + 128) x - 128 sum(x), exact. */
+void px__q8_0x16_ref(int64_t n, const void *w, int n_groups, const px_block_q8a *x, size_t x_stride,
+                     int n_tok, float *y, size_t y_stride) {
+    const int64_t nb = n / 32;
+    for (int g = 0; g < n_groups; g++) {
+        const uint8_t *grp = (const uint8_t *)w + (size_t)g * (size_t)nb * X16_BLOCK_BYTES;
+        for (int t = 0; t < n_tok; t++) {
+            const px_block_q8a *xb = x + (size_t)t * x_stride;
+            for (int i = 0; i < 16; i++) {
+                float acc = 0.0f;
+                for (int64_t b0 = 0; b0 < nb; b0 += MAX_BLOCKS_ON_STACK) {
+                    float p[MAX_BLOCKS_ON_STACK];
+                    int64_t cnt = PX_MIN(nb - b0, (int64_t)MAX_BLOCKS_ON_STACK);
+                    for (int64_t b = b0; b < b0 + cnt; b++) {
+                        const uint8_t *o = grp + (size_t)b * X16_BLOCK_BYTES;
+                        int32_t s = -128 * xb[b].sum;
+                        for (int j = 0; j < 32; j++)
+                            s += o[32 + 64 * (j / 4) + 4 * i + j % 4] * xb[b].qs[j];
+                        px_f16 d;
+                        memcpy(&d, o + 2 * i, 2);
+                        p[b - b0] = (float)s * (px__f16_to_f32(d) * xb[b].d);
+                    }
+                    acc = sum_groups_0(acc, p, cnt);
+                }
+                y[(size_t)t * y_stride + (size_t)(16 * g + i)] = acc;
+            }
+        }
+    }
 }
 
 /* ---- attention helpers --------------------------------------------------- */

@@ -222,6 +222,13 @@ static void chunk_rows(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int6
     }
 }
 
+/* Row groups [r0 / 16, r1 / 16) of a Q8_0X16 weight, every token. */
+static void chunk_x16(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64_t r1) {
+    px_q8_0x16_fn fn = c->ks->q8_0x16 ? c->ks->q8_0x16 : px__q8_0x16_ref;
+    fn(c->n_in, wrow(j->w, r0), (int)((r1 - r0) / 16), c->act_a, (size_t)(c->n_in / 32), c->n_tok,
+       j->y + (size_t)r0, (size_t)j->n_out);
+}
+
 /* All tokens at once: the kernel decodes each weight once per chunk. */
 static void chunk_gemm16(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64_t r1) {
     const px_block_q8t *xt = px__act_type(j->w->type) == PX_DTYPE_Q8_K ? c->act_tk : c->act_t;
@@ -261,6 +268,8 @@ static void job_matmul(void *arg, int ith, int nth) {
             chunk_blas(c, j, r0, r1, ith);
         else if (j->path == PX_MATMUL_GEMM16)
             chunk_gemm16(c, j, r0, r1);
+        else if (j->path == PX_MATMUL_X16)
+            chunk_x16(c, j, r0, r1);
         else
             chunk_rows(c, j, r0, r1);
     }
@@ -331,12 +340,19 @@ int px_matmul_multi(px_matmul_ctx *ctx, int n, const px_tensor *const *w, const 
         if (wi->ne[0] != n_in || n_out <= 0 || px_dtype_row_size(wi->type, n_in) == 0 ||
             wi->row_bytes != px_dtype_row_size(wi->type, n_in))
             return PX_EINVAL;
+        if (wi->layout != PX_LAYOUT_ROWS &&
+            (wi->layout != PX_LAYOUT_Q8_0X16 || wi->type != PX_DTYPE_Q8_0 || n_out % 16 != 0))
+            return PX_EINVAL;
         mm_job *j = &ctx->jobs[i];
         j->w = wi;
         j->y = y[i];
         j->n_out = n_out;
-        j->path = choose_path(ks, wi->type, n_tok);
-        if (j->path == PX_MATMUL_BLAS) {
+        j->path =
+            wi->layout == PX_LAYOUT_Q8_0X16 ? PX_MATMUL_X16 : choose_path(ks, wi->type, n_tok);
+        if (j->path == PX_MATMUL_X16) {
+            ctx->need_a = true;
+            j->chunk_rows = chunk_rows_for(ctx, j, ROW_CHUNK_BYTES, 16);
+        } else if (j->path == PX_MATMUL_BLAS) {
             j->chunk_rows = chunk_rows_for(ctx, j, (int64_t)wi->row_bytes * BLAS_TILE_ROWS, 16);
             j->chunk_rows = PX_MIN(j->chunk_rows, BLAS_TILE_ROWS);
         } else if (j->path == PX_MATMUL_GEMM16) {

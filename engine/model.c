@@ -7,8 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "cpu.h"
+#include "kernels.h"
 #include "px.h"
 
 void px_model_opts_init(px_model_opts *o) {
@@ -324,6 +327,110 @@ static int alloc_kv(px_model *m, const px_model_opts *o, char *err, size_t errle
     return 0;
 }
 
+/* ---- repacking (px_model_opts.no_repack) ----------------------------------- */
+
+enum { REPACK_PIECE_GROUPS = 64 };
+
+typedef struct repack_job {
+    px_tensor **t; /* the tensors to pack, still in the row layout */
+    char **dst;
+    int64_t *piece0; /* piece0[i]: first piece of t[i]; piece0[n]: all */
+    int n;
+} repack_job;
+
+/* Worker ith packs pieces ith, ith + nth, ...: up to REPACK_PIECE_GROUPS
+ * groups of 16 rows of one tensor each. */
+static void job_repack(void *ctx, int ith, int nth) {
+    repack_job *j = ctx;
+    int ti = 0;
+    for (int64_t k = ith; k < j->piece0[j->n]; k += nth) {
+        while (k >= j->piece0[ti + 1])
+            ti++;
+        const px_tensor *t = j->t[ti];
+        int64_t g0 = (k - j->piece0[ti]) * REPACK_PIECE_GROUPS;
+        int64_t g1 = PX_MIN(g0 + REPACK_PIECE_GROUPS, t->ne[1] / 16);
+        size_t off = (size_t)g0 * 16 * t->row_bytes;
+        px__q8_0x16_pack((const char *)t->data + off, t->row_bytes, t->ne[0], (g1 - g0) * 16,
+                         j->dst[ti] + off);
+    }
+}
+
+/* Gives the file's pages under [p, p + n) back (whole pages inside only):
+ * the repacked copy replaces them; a tied embedding reads its rows from the
+ * file again as it needs them. */
+static void drop_pages(const void *p, size_t n) {
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)ps - 1) & ~((uintptr_t)ps - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)ps - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static int repackable(const px_tensor *t) {
+    return t->data && t->type == PX_DTYPE_Q8_0 && t->layout == PX_LAYOUT_ROWS && t->ne[1] >= 16 &&
+           t->ne[1] % 16 == 0 && t->ne[2] == 1 && t->ne[3] == 1;
+}
+
+/* Repacks the Q8_0 matrices with a multiple of 16 rows into the Q8_0X16
+ * layout, when the kernel set has a kernel for it, into one allocation
+ * (2 MiB aligned, transparent huge pages asked for: the weights are
+ * streamed every step, and 4 KiB pages cost a TLB miss each). */
+static int repack_weights(px_model *m, char *err, size_t errlen) {
+    if (!px__kernels_get()->q8_0x16) return 0;
+    const int cap = m->cfg.n_layer * 7 + 1;
+    repack_job j = {.t = calloc((size_t)cap, sizeof(px_tensor *)),
+                    .dst = calloc((size_t)cap, sizeof(char *)),
+                    .piece0 = calloc((size_t)cap + 1, sizeof(int64_t))};
+    int rc = 0;
+    if (!j.t || !j.dst || !j.piece0) {
+        rc = px_fail(err, errlen, PX_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int il = 0; il < m->cfg.n_layer; il++) {
+        px_layer *L = &m->layers[il];
+        px_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+            if (repackable(ts[i])) j.t[j.n++] = ts[i];
+    }
+    if (repackable(&m->output)) j.t[j.n++] = &m->output;
+    if (j.n == 0) goto out;
+    size_t total = 0;
+    for (int i = 0; i < j.n; i++) {
+        total += (j.t[i]->row_bytes * (size_t)j.t[i]->ne[1] + 63) / 64 * 64;
+        j.piece0[i + 1] =
+            j.piece0[i] + (j.t[i]->ne[1] / 16 + REPACK_PIECE_GROUPS - 1) / REPACK_PIECE_GROUPS;
+    }
+    const size_t huge = (size_t)2 << 20;
+    total = (total + huge - 1) / huge * huge;
+    void *buf = NULL;
+    if (posix_memalign(&buf, huge, total) != 0) {
+        rc = px_fail(err, errlen, PX_ENOMEM, "out of memory for the repacked weights (%zu MiB)",
+                     total >> 20);
+        goto out;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(buf, total, MADV_HUGEPAGE); /* a hint: no error if THP is off */
+#endif
+    size_t off = 0;
+    for (int i = 0; i < j.n; i++) {
+        j.dst[i] = (char *)buf + off;
+        off += (j.t[i]->row_bytes * (size_t)j.t[i]->ne[1] + 63) / 64 * 64;
+    }
+    px_pool_run(m->pool, job_repack, &j);
+    for (int i = 0; i < j.n; i++) {
+        drop_pages(j.t[i]->data, j.t[i]->row_bytes * (size_t)j.t[i]->ne[1]);
+        j.t[i]->data = j.dst[i];
+        j.t[i]->layout = PX_LAYOUT_Q8_0X16;
+    }
+    m->packed = buf;
+    m->packed_bytes = total;
+out:
+    free(j.t);
+    free(j.dst);
+    free(j.piece0);
+    return rc;
+}
+
 px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *err, size_t errlen) {
     px_model_opts opts;
     if (opts_in)
@@ -390,6 +497,7 @@ px_model *px_model_load(const char *path, const px_model_opts *opts_in, char *er
         goto fail;
     }
     m->n_threads = px_pool_size(m->pool);
+    if (!opts.no_repack && repack_weights(m, err, errlen) < 0) goto fail;
     int64_t max_in =
         PX_MAX((int64_t)c->n_ff, PX_MAX((int64_t)c->n_embd, (int64_t)c->n_head * c->head_dim));
     m->mm = px_matmul_ctx_create(m->pool, m->max_batch_tokens, max_in);
@@ -413,6 +521,7 @@ void px_model_free(px_model *m) {
     px_matmul_ctx_destroy(m->mm);
     px_pool_destroy(m->pool);
     free(m->kv);
+    free(m->packed);
     free(m->layers);
     px_tokenizer_destroy(m->tok);
     free(m->chat_template);

@@ -77,6 +77,9 @@ struct px_model {
     size_t kv_block_elems; /* block_size * n_head_kv * head_dim */
     px_f16 *kv;            /* one allocation for every layer */
 
+    void *packed; /* repacked weights (one allocation), or NULL */
+    size_t packed_bytes;
+
     px_run_state rs;
 };
 

@@ -161,11 +161,17 @@ px_f16 px_f32_to_f16(float f);
 float px_bf16_to_f32(px_bf16 h);
 px_bf16 px_f32_to_bf16(float f);
 
+/* How a weight's rows lie in memory. ROWS: one row after another, as in
+ * GGUF. Q8_0X16: Q8_0 repacked at load for the batched kernels, groups of
+ * 16 rows interleaved (kernels.h); group g starts where row 16 g would. */
+typedef enum px_layout { PX_LAYOUT_ROWS = 0, PX_LAYOUT_Q8_0X16 = 1 } px_layout;
+
 /* A weight matrix or vector in some dtype: ne[0] is the row length (the
  * input dimension), rows = ne[1] * ne[2] * ne[3]. Data is borrowed (usually
- * the GGUF mapping). */
+ * the GGUF mapping, or the model's repacked copy). */
 typedef struct px_tensor {
     px_dtype type;
+    px_layout layout;
     int64_t ne[4];
     size_t row_bytes; /* px_dtype_row_size(type, ne[0]) */
     const void *data;

@@ -505,6 +505,94 @@ START_TEST(test_batch_invariant) {
 }
 END_TEST
 
+/* Q8_0 weights repacked into the Q8_0X16 layout (kernels.h) give bitwise
+ * the row layout's results, on every kernel set (those without a q8_0x16
+ * kernel run the portable one), for any n_tok and thread count; the
+ * layout unpacks to the original rows; bad layouts are refused. */
+START_TEST(test_q8_0x16_vs_rows) {
+    static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 16, 17, 33, 100, 129};
+    static const int64_t n_ins[] = {800, 256, 96}; /* 25 blocks: a partial group of 8 */
+    enum { MT = 129, NI = 800, NO = 144 };         /* 9 groups of 16 rows */
+    if (px_matmul_force_kernels(sets[_i]) != 0) return;
+    px_pool *pools[2] = {px_pool_create(1), px_pool_create(2)};
+    px_matmul_ctx *ctx[2];
+    for (int p = 0; p < 2; p++) {
+        ck_assert_ptr_nonnull(pools[p]);
+        ctx[p] = px_matmul_ctx_create(pools[p], MT, NI);
+        ck_assert_ptr_nonnull(ctx[p]);
+    }
+    float *x = malloc(sizeof(float) * MT * NI);
+    float *y0 = malloc(sizeof(float) * MT * NO), *y1 = malloc(sizeof(float) * MT * NO);
+    ck_assert(x && y0 && y1);
+    px_test_fill_random(x, (size_t)MT * NI, 29);
+    for (int j = 0; j < 64; j++)
+        x[NI + j] = 0.0f; /* zero blocks */
+    for (size_t k = 0; k < PX_ARRAY_LEN(n_ins); k++) {
+        int64_t n_in = n_ins[k];
+        wmat m;
+        wmat_make(&m, PX_DTYPE_Q8_0, n_in, NO, true, 90 + k);
+        size_t bytes = m.t.row_bytes * NO;
+        void *packed = malloc(bytes), *row = malloc(m.t.row_bytes);
+        ck_assert(packed && row);
+        px__q8_0x16_pack(m.data, m.t.row_bytes, n_in, NO, packed);
+        ck_assert_msg(memcmp(packed, m.data, bytes) != 0, "packing changed nothing");
+        for (int64_t r = 0; r < NO; r++) {
+            px__q8_0x16_unpack_row(packed, m.t.row_bytes, n_in, r, row);
+            ck_assert_msg(memcmp(row, (char *)m.data + (size_t)r * m.t.row_bytes, m.t.row_bytes) ==
+                              0,
+                          "row %ld does not unpack to itself", (long)r);
+        }
+        px_tensor xt = m.t;
+        xt.layout = PX_LAYOUT_Q8_0X16;
+        xt.data = packed;
+        for (int p = 0; p < 2; p++)
+            for (size_t i = 0; i < PX_ARRAY_LEN(toks); i++) {
+                int nt = toks[i];
+                for (size_t e = 0; e < (size_t)nt * NO; e++)
+                    y0[e] = y1[e] = NAN;
+                ck_assert_int_eq(px_matmul(ctx[p], &m.t, x, nt, y0), 0);
+                ck_assert_int_eq(px_matmul(ctx[p], &xt, x, nt, y1), 0);
+                ck_assert_msg(memcmp(y0, y1, sizeof(float) * (size_t)nt * NO) == 0,
+                              "%s n_in %ld n_tok %d on %d threads: repacked differs", sets[_i],
+                              (long)n_in, nt, p + 1);
+            }
+        check_result(&m, x, MT, y1, 32, "q8_0x16");
+        /* every forced path still reads the layout right */
+        for (int path = PX_MATMUL_ROWS; path <= PX_MATMUL_BLAS; path++) {
+            px__matmul_force_path((px_matmul_path)path);
+            ck_assert_int_eq(px_matmul(ctx[1], &xt, x, 20, y1), 0);
+            ck_assert_int_eq(px_matmul(ctx[1], &m.t, x, 20, y0), 0);
+            if (path != PX_MATMUL_BLAS)
+                ck_assert_msg(memcmp(y0, y1, sizeof(float) * 20 * NO) == 0, "path %d", path);
+            else
+                check_result(&m, x, 20, y1, 32, "q8_0x16 forced blas");
+        }
+        px__matmul_force_path(PX_MATMUL_AUTO);
+        /* a group of 16 rows needs 16 rows; the layout is Q8_0's only */
+        xt.ne[1] = NO - 8;
+        ck_assert_int_eq(px_matmul(ctx[1], &xt, x, 1, y1), PX_EINVAL);
+        xt.ne[1] = NO;
+        xt.type = PX_DTYPE_Q4_0;
+        xt.row_bytes = px_dtype_row_size(PX_DTYPE_Q4_0, n_in);
+        ck_assert_int_eq(px_matmul(ctx[1], &xt, x, 1, y1), PX_EINVAL);
+        xt = m.t;
+        xt.layout = (px_layout)7;
+        ck_assert_int_eq(px_matmul(ctx[1], &xt, x, 1, y1), PX_EINVAL);
+        free(packed);
+        free(row);
+        wmat_free(&m);
+    }
+    free(x);
+    free(y0);
+    free(y1);
+    for (int p = 0; p < 2; p++) {
+        px_matmul_ctx_destroy(ctx[p]);
+        px_pool_destroy(pools[p]);
+    }
+    px_matmul_force_kernels("portable");
+}
+END_TEST
+
 START_TEST(test_attention_helpers) {
     static const int lens[] = {1, 7, 33, 257};
     if (px_matmul_force_kernels(sets[_i]) != 0) return;
@@ -647,6 +735,7 @@ Suite *px_suite_matmul(void) {
     tcase_add_loop_test(tc, test_block_scales, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_multi_vs_single, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_batch_invariant, 0, PX_ARRAY_LEN(sets));
+    tcase_add_loop_test(tc, test_q8_0x16_vs_rows, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_attention_helpers, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_glu, 0, PX_ARRAY_LEN(sets));
     tcase_add_test(tc, test_errors);

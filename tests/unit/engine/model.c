@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "gguf.h"
+#include "kernels.h"
+#include "model_int.h"
 #include "mkmodel.h"
 #include "model.h"
 #include "px.h"
@@ -169,6 +171,62 @@ END_TEST
 
 START_TEST(test_invariance_llama_q8) {
     check_invariance(PX_ARCH_LLAMA, PX_DTYPE_Q8_0);
+}
+END_TEST
+
+/* Repacking the Q8_0 matrices at load (the default where the kernel set
+ * has a Q8_0X16 kernel) changes no logit bit, for a whole prompt and for
+ * token-at-a-time decoding; gemma3's tied output is repacked while the
+ * embedding keeps reading the file's rows. */
+static void check_repack(px_arch arch) {
+    char *path = make_model(arch, PX_DTYPE_Q8_0);
+    px_model_opts mo;
+    px_model_opts_init(&mo);
+    mo.n_threads = 2;
+    mo.kv_blocks = 64;
+    mo.max_batch_tokens = 256;
+    mo.max_logit_rows = 256;
+    mo.n_ctx = 1024;
+    char err[256];
+    px_model *m[2];
+    for (int i = 0; i < 2; i++) {
+        mo.no_repack = i;
+        m[i] = px_model_load(path, &mo, err, sizeof err);
+        ck_assert_msg(m[i] != NULL, "load: %s", err);
+    }
+    if (px__kernels_get()->q8_0x16) {
+        ck_assert_ptr_nonnull(m[0]->packed);
+        ck_assert_int_eq(m[0]->layers[0].w_gate.layout, PX_LAYOUT_Q8_0X16);
+        ck_assert_int_eq(m[0]->output.layout, PX_LAYOUT_Q8_0X16);
+        ck_assert_int_eq(m[0]->tok_embd.layout, PX_LAYOUT_ROWS);
+    }
+    ck_assert_ptr_null(m[1]->packed);
+    ck_assert_int_eq(m[1]->output.layout, PX_LAYOUT_ROWS);
+    const px_model_config *c = px_model_config_get(m[0]);
+    const int n = 70;
+    int32_t ids[70], ident[8];
+    make_prompt(ids, n, 11, c->n_vocab);
+    for (int i = 0; i < 8; i++)
+        ident[i] = i;
+    size_t sz = (size_t)n * c->n_vocab;
+    for (int chunk = 1; chunk <= n; chunk += n - 1) {
+        float *a = run_seq(m[0], ids, n, chunk, ident, 8);
+        float *b = run_seq(m[1], ids, n, chunk, ident, 8);
+        ck_assert_msg(memcmp(a, b, sizeof(float) * sz) == 0,
+                      "chunks of %d: repacked logits differ (max %g)", chunk,
+                      (double)max_abs_diff(a, b, sz));
+        free(a);
+        free(b);
+    }
+    px_model_free(m[0]);
+    px_model_free(m[1]);
+    unlink(path);
+    free(path);
+}
+
+START_TEST(test_repack_bitwise) {
+    check_repack(PX_ARCH_GEMMA3);
+    check_repack(PX_ARCH_LLAMA);
 }
 END_TEST
 
@@ -473,6 +531,7 @@ Suite *px_suite_model(void) {
     tcase_add_test(tc, test_invariance_gemma3_f32);
     tcase_add_test(tc, test_invariance_llama_q8);
     tcase_add_test(tc, test_multi_sequence_batch);
+    tcase_add_test(tc, test_repack_bitwise);
     tcase_add_test(tc, test_kv_copy);
     tcase_add_test(tc, test_forward_rejects_bad_batch);
     tcase_add_test(tc, test_bad_files_refused);
