@@ -417,22 +417,33 @@ GEMM16(gemm16_q6_K, dg_q6_K, 32, 1, 0, 1)
 
 enum { X16_BLK = 544 }; /* bytes of one block of 32 columns of a 16-row group */
 
-/* Tokens x[0..T) (q8a rows x_stride blocks apart) against one group of 16
- * rows into y[t * y_stride + 0..15], lanes = rows. Each weight zmm feeds T
- * vpdpbusd; the block products follow the canonical tree per lane. pf > 0
- * prefetches that many bytes ahead of each block (on a group's first pass
- * only: the others find it in cache). */
-AI void x16_tile(const uint8_t *grp, int64_t nb, const px_block_q8a *x, size_t x_stride, int T,
-                 float *y, size_t y_stride, size_t pf) {
+enum {
+    X16_SLICE = 32,    /* blocks of a group per pass over the tokens (17 KB: stays in L1) */
+    X16_PF_L1 = 1024,  /* prefetch distance into L1 for 1-3 tokens (streaming) */
+    X16_PF_L2 = 16384, /* ... into L2 for more (farther would evict the slice from L1) */
+};
+
+/* Tokens x[0..T) (q8a rows x_stride blocks apart) against blocks [b0, b1)
+ * (b0 a multiple of 8) of one group of 16 rows, lanes = rows, adding to
+ * y[t * y_stride + 0..15] (which holds the sum of the earlier blocks'
+ * groups, unless b0 == 0). Each weight zmm feeds T vpdpbusd; the block
+ * products follow the canonical tree per lane. pf > 0 prefetches that many
+ * bytes ahead of each block, into L2 when farther than X16_PF_L1. */
+AI void x16_tile(const uint8_t *grp, int64_t b0, int64_t b1, const px_block_q8a *x, size_t x_stride,
+                 int T, float *y, size_t y_stride, size_t pf) {
     __m512 f[4], e[4], q[4], h[4];
-    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < nb; g += 8) {
-        const int cnt = nb - g < 8 ? (int)(nb - g) : 8;
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) f[t] =
+        b0 ? _mm512_loadu_ps(y + (size_t)t * y_stride) : _mm512_setzero_ps();
+    for (int64_t g = b0; g < b1; g += 8) {
+        const int cnt = b1 - g < 8 ? (int)(b1 - g) : 8;
         _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) {
             __m512 p[4];
             if (c < cnt) {
                 const uint8_t *blk = grp + (size_t)(g + c) * X16_BLK;
-                if (pf)
+                if (pf > X16_PF_L1)
+                    for (int l = 0; l < X16_BLK; l += 64)
+                        _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T1);
+                else if (pf)
                     for (int l = 0; l < X16_BLK; l += 64)
                         _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
                 const __m512 sv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
@@ -475,28 +486,36 @@ AI void x16_tile(const uint8_t *grp, int64_t nb, const px_block_q8a *x, size_t x
         _mm512_storeu_ps(y + (size_t)t * y_stride, f[t]);
 }
 
-/* Tokens four at a time over each group (the group's weights stay in L1 or
- * L2 for the later passes). Prefetch distances measured with pollux-kbench:
- * a decode step streams, so a short distance; batches spend longer per
- * byte and want the lines earlier. */
+/* Per group, the blocks in slices that stay in L1 while every token passes
+ * over them, four tokens at a time (the partial sums wait in y between
+ * slices). Prefetch distances and levels measured with pollux-kbench -t 2
+ * on weights beyond L3 (1152x262144 at 1 token, 1152x65536 at 4 and 16): a
+ * decode step streams, and a short distance into L1 did best; batches
+ * spend longer per byte, and 16 KB ahead into L2 gave 10-15% over L1. Only
+ * the first token pass over a slice prefetches. */
 static void q8_0x16(int64_t n, const void *w, int n_groups, const px_block_q8a *x, size_t x_stride,
                     int n_tok, float *y, size_t y_stride) {
     const int64_t nb = n / 32;
-    const size_t gbytes = (size_t)nb * X16_BLK, pf = n_tok < 4 ? 4096 : 16384;
+    const int64_t sl = nb <= X16_SLICE * 3 / 2 ? nb : X16_SLICE;
+    const size_t gbytes = (size_t)nb * X16_BLK, pf = n_tok < 4 ? X16_PF_L1 : X16_PF_L2;
     for (int g = 0; g < n_groups; g++) {
         const uint8_t *grp = (const uint8_t *)w + (size_t)g * gbytes;
         float *yg = y + (size_t)16 * (size_t)g;
-        int t = 0;
-        for (; t + 4 <= n_tok; t += 4)
-            x16_tile(grp, nb, x + (size_t)t * x_stride, x_stride, 4, yg + (size_t)t * y_stride,
-                     y_stride, t == 0 ? pf : 0);
-        const px_block_q8a *xr = x + (size_t)t * x_stride;
-        float *yr = yg + (size_t)t * y_stride;
-        switch (n_tok - t) {
-        case 3: x16_tile(grp, nb, xr, x_stride, 3, yr, y_stride, t == 0 ? pf : 0); break;
-        case 2: x16_tile(grp, nb, xr, x_stride, 2, yr, y_stride, t == 0 ? pf : 0); break;
-        case 1: x16_tile(grp, nb, xr, x_stride, 1, yr, y_stride, t == 0 ? pf : 0); break;
-        default: break;
+        for (int64_t b0 = 0; b0 < nb; b0 += sl) {
+            const int64_t b1 = PX_MIN(nb, b0 + sl);
+            int t = 0;
+            for (; t + 4 <= n_tok; t += 4)
+                x16_tile(grp, b0, b1, x + (size_t)t * x_stride, x_stride, 4,
+                         yg + (size_t)t * y_stride, y_stride, t == 0 ? pf : 0);
+            const px_block_q8a *xr = x + (size_t)t * x_stride;
+            float *yr = yg + (size_t)t * y_stride;
+            const size_t pr = t == 0 ? pf : 0;
+            switch (n_tok - t) {
+            case 3: x16_tile(grp, b0, b1, xr, x_stride, 3, yr, y_stride, pr); break;
+            case 2: x16_tile(grp, b0, b1, xr, x_stride, 2, yr, y_stride, pr); break;
+            case 1: x16_tile(grp, b0, b1, xr, x_stride, 1, yr, y_stride, pr); break;
+            default: break;
+            }
         }
     }
 }
