@@ -9,15 +9,19 @@
  * row formats by px__q8t_from_q8a / _q8k), so each weight byte is loaded
  * once per 16 tokens.
  *
- * Q8_0 weights may be repacked at load (px_layout PX_LAYOUT_Q8_0X16) when
- * the set has a q8_0x16 kernel: per group of 16 rows and per block b of 32
- * columns, 544 bytes: the 16 rows' f16 scales (32 bytes), then for k = 0..7
- * 64 bytes holding bytes 4k..4k+3 of rows 0..15 in turn, each quant stored
- * as q + 128 (unsigned). One zmm load then feeds vpdpbusd for 16 rows of a
- * token, the activation bytes broadcast (the unsigned offset comes off as
- * 128 * sum(x)); no decoding, no transposition, and a weight stream the
- * hardware prefetcher follows. A group takes the bytes of 16 rows, so row
- * offsets of group starts are unchanged.
+ * Q4_0 / Q5_0 / Q8_0 weights may be repacked at load (PX_LAYOUT_X16) when
+ * the set has an x16 kernel for the type. Per group of 16 rows and per
+ * block b of 32 columns, 16 times the block's bytes: the 16 rows' f16
+ * scales (32 bytes), then the quants as unsigned u = q + offset (128 for
+ * Q8_0, the type's own 8 / 16 for Q4_0 / Q5_0) in k-steps of 4 columns
+ * (k = 0..7: columns 4k..4k+3), 4 bytes per row, rows 0..15 in turn:
+ *   Q8_0: 8 x 64 bytes, step k at 64 k;
+ *   Q4_0 / Q5_0: 4 x 64 bytes of nibbles, steps 2j (low) and 2j + 1 (high)
+ *     at 64 j; Q5_0 then 64 bytes whose byte 4 r + i holds in bit k the
+ *     fifth bit of row r's column 4k + i.
+ * One zmm of a step feeds vpdpbusd for 16 rows of a token (the activation
+ * bytes broadcast, the offset off as offset * sum(x)): no horizontal sums,
+ * no activation transposes, and one sequential weight stream.
  *
  * Batch invariance: every kernel computes each output with the same float
  * operations in the same order, whatever the number of tokens, the path or
@@ -93,18 +97,18 @@ typedef void (*px_gemm16_fn)(int64_t n, const void *w, size_t w_stride, int n_ro
 /* Dequantizes a row of n elements to float. */
 typedef void (*px_to_f32_fn)(const void *w, float *y, int64_t n);
 /* y[t * y_stride + r] = dot(row r, token t) for r < 16 * n_groups and t <
- * n_tok (any count): w holds n_groups groups of the Q8_0X16 layout of rows
- * of n elements; token t's q8a blocks start at x + t * x_stride (blocks). */
-typedef void (*px_q8_0x16_fn)(int64_t n, const void *w, int n_groups, const px_block_q8a *x,
-                              size_t x_stride, int n_tok, float *y, size_t y_stride);
+ * n_tok (any count): w holds n_groups groups of the X16 layout of rows of n
+ * elements; token t's q8a blocks start at x + t * x_stride (blocks). */
+typedef void (*px_x16_fn)(int64_t n, const void *w, int n_groups, const px_block_q8a *x,
+                          size_t x_stride, int n_tok, float *y, size_t y_stride);
 
 typedef struct px_kernels {
     const char *name;                      /* "portable", "avx2", "avx512-vnni" */
     px_vec_dot_fn vec_dot[PX_DTYPE_COUNT]; /* NULL for dtypes without kernels */
     px_gemm16_fn gemm16[PX_DTYPE_COUNT];   /* NULL when the set has none */
-    /* Q8_0X16 weights; NULL: the set does not want them repacked (a model
-     * loaded under another set still runs, on px__q8_0x16_ref). */
-    px_q8_0x16_fn q8_0x16;
+    /* X16-layout weights; NULL: the set does not want the type repacked (a
+     * model loaded under another set still runs, on px__x16_ref). */
+    px_x16_fn x16[PX_DTYPE_COUNT];
     px_to_f32_fn to_f32[PX_DTYPE_COUNT];
     /* x (n floats, n % 32 == 0) -> n / 32 blocks. */
     void (*quantize_q8a)(const float *x, px_block_q8a *y, int64_t n);
@@ -135,20 +139,27 @@ typedef enum px_matmul_path {
     PX_MATMUL_GEMM4,  /* (retired: not batch invariant; falls back to ROWS) */
     PX_MATMUL_BLAS,   /* sgemm on dequantized weight tiles: forced only, since
                          sgemm's rounding depends on n_tok */
-    PX_MATMUL_X16,    /* Q8_0X16 weights: always (no other path reads them) */
+    PX_MATMUL_X16,    /* X16-layout weights: always (no other path reads them) */
 } px_matmul_path;
 void px__matmul_force_path(px_matmul_path path);
 /* The kernel set px_matmul uses (after any px_matmul_force_kernels). */
 const px_kernels *px__kernels_get(void);
 
-/* Repacks n_rows (a multiple of 16) Q8_0 rows of n elements, row_bytes
- * apart, into the Q8_0X16 layout at dst (n_rows * row_bytes bytes). */
-void px__q8_0x16_pack(const void *rows, size_t row_bytes, int64_t n, int64_t n_rows, void *dst);
-/* Row r (< 16 * groups) of a Q8_0X16 tensor back to its Q8_0 blocks. */
-void px__q8_0x16_unpack_row(const void *w, size_t row_bytes, int64_t n, int64_t r, void *dst);
-/* The portable q8_0x16 kernel (the canonical operations, scalar). */
-void px__q8_0x16_ref(int64_t n, const void *w, int n_groups, const px_block_q8a *x, size_t x_stride,
-                     int n_tok, float *y, size_t y_stride);
+/* Whether the X16 layout exists for a weight dtype (Q4_0, Q5_0, Q8_0). */
+static inline int px__x16_type(px_dtype t) {
+    return t == PX_DTYPE_Q4_0 || t == PX_DTYPE_Q5_0 || t == PX_DTYPE_Q8_0;
+}
+/* Repacks n_rows (a multiple of 16) rows of type t and n elements,
+ * row_bytes apart, into the X16 layout at dst (n_rows * row_bytes bytes). */
+void px__x16_pack(px_dtype t, const void *rows, size_t row_bytes, int64_t n, int64_t n_rows,
+                  void *dst);
+/* Row r of an X16 tensor back to its GGUF blocks. */
+void px__x16_unpack_row(px_dtype t, const void *w, size_t row_bytes, int64_t n, int64_t r,
+                        void *dst);
+/* The portable x16 kernel: each row unpacked and dotted by the portable
+ * row dot, so the bits are the row layout's. */
+void px__x16_ref(px_dtype t, int64_t n, const void *w, int n_groups, const px_block_q8a *x,
+                 size_t x_stride, int n_tok, float *y, size_t y_stride);
 
 /* Activation format of a weight dtype (PX_DTYPE_Q8_0 stands for q8a,
  * PX_DTYPE_Q8_K for q8_K, PX_DTYPE_F32 for plain floats); -1 if unsupported. */

@@ -413,24 +413,51 @@ GEMM16(gemm16_q4_K, dg_q4_K, 0, 1, 1, 0)
 GEMM16(gemm16_q5_K, dg_q5_K, 0, 1, 1, 0)
 GEMM16(gemm16_q6_K, dg_q6_K, 32, 1, 0, 1)
 
-/* ---- Q8_0X16 (kernels.h) ------------------------------------------------- */
-
-enum { X16_BLK = 544 }; /* bytes of one block of 32 columns of a 16-row group */
+/* ---- the X16 layout (kernels.h) ----------------------------------------- */
 
 enum {
-    X16_SLICE = 32,    /* blocks of a group per pass over the tokens (17 KB: stays in L1) */
+    X16_SLICE = 32,    /* blocks of a group per pass over the tokens (<= 17 KB: stays in L1) */
     X16_PF_L1 = 1024,  /* prefetch distance into L1 for 1-3 tokens (streaming) */
     X16_PF_L2 = 16384, /* ... into L2 for more (farther would evict the slice from L1) */
 };
 
+/* The 8 k-step vectors (16 rows x 4 unsigned bytes) of one block of a group
+ * (kernels.h). Q8_0 steps are loaded where they are used (*direct). */
+AI void x16_decode(int ty, const uint8_t *blk, __m512i *u) {
+    if (ty == PX_DTYPE_Q8_0) return;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10);
+    __m512i hb = _mm512_setzero_si512();
+    if (ty == PX_DTYPE_Q5_0) hb = _mm512_loadu_si512(blk + 288);
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+        const __m512i nib = _mm512_loadu_si512(blk + 32 + 64 * j);
+        const __m512i lo = nib, hi = _mm512_srli_epi16(nib, 4);
+        if (ty == PX_DTYPE_Q5_0) {
+            /* bit k of hb is step k's fifth bit: to bit 4, then (nib & 15) | it */
+            const int k0 = 2 * j, k1 = 2 * j + 1;
+            __m512i h0 = k0 <= 4 ? _mm512_slli_epi16(hb, (unsigned)(4 - k0))
+                                 : _mm512_srli_epi16(hb, (unsigned)(k0 - 4));
+            __m512i h1 = k1 <= 4 ? _mm512_slli_epi16(hb, (unsigned)(4 - k1))
+                                 : _mm512_srli_epi16(hb, (unsigned)(k1 - 4));
+            /* u = (nibble & 15) | (fifth bit at 0x10): and, then one ternary op */
+            u[k0] = _mm512_ternarylogic_epi32(lo, _mm512_and_si512(h0, b4), m4, 0xEC);
+            u[k1] = _mm512_ternarylogic_epi32(hi, _mm512_and_si512(h1, b4), m4, 0xEC);
+        } else {
+            u[2 * j] = _mm512_and_si512(lo, m4);
+            u[2 * j + 1] = _mm512_and_si512(hi, m4);
+        }
+    }
+}
+
 /* Tokens x[0..T) (q8a rows x_stride blocks apart) against blocks [b0, b1)
- * (b0 a multiple of 8) of one group of 16 rows, lanes = rows, adding to
- * y[t * y_stride + 0..15] (which holds the sum of the earlier blocks'
+ * (b0 a multiple of 8) of one group of 16 rows of type ty, lanes = rows,
+ * into y[t * y_stride + 0..15] (which holds the sum of the earlier blocks'
  * groups, unless b0 == 0). Each weight zmm feeds T vpdpbusd; the block
  * products follow the canonical tree per lane. pf > 0 prefetches that many
  * bytes ahead of each block, into L2 when farther than X16_PF_L1. */
-AI void x16_tile(const uint8_t *grp, int64_t b0, int64_t b1, const px_block_q8a *x, size_t x_stride,
-                 int T, float *y, size_t y_stride, size_t pf) {
+AI void x16_tile(int ty, const uint8_t *grp, int64_t b0, int64_t b1, const px_block_q8a *x,
+                 size_t x_stride, int T, float *y, size_t y_stride, size_t pf) {
+    const int bb = ty == PX_DTYPE_Q8_0 ? 544 : ty == PX_DTYPE_Q5_0 ? 352 : 288;
+    const int off = ty == PX_DTYPE_Q8_0 ? 128 : ty == PX_DTYPE_Q5_0 ? 16 : 8;
     __m512 f[4], e[4], q[4], h[4];
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) f[t] =
         b0 ? _mm512_loadu_ps(y + (size_t)t * y_stride) : _mm512_setzero_ps();
@@ -439,19 +466,22 @@ AI void x16_tile(const uint8_t *grp, int64_t b0, int64_t b1, const px_block_q8a 
         _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) {
             __m512 p[4];
             if (c < cnt) {
-                const uint8_t *blk = grp + (size_t)(g + c) * X16_BLK;
+                const uint8_t *blk = grp + (size_t)(g + c) * (size_t)bb;
                 if (pf > X16_PF_L1)
-                    for (int l = 0; l < X16_BLK; l += 64)
+                    for (int l = 0; l < bb; l += 64)
                         _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T1);
                 else if (pf)
-                    for (int l = 0; l < X16_BLK; l += 64)
+                    for (int l = 0; l < bb; l += 64)
                         _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
                 const __m512 sv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+                __m512i u[8];
+                x16_decode(ty, blk, u);
                 __m512i acc[4];
                 _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[t] =
-                    _mm512_set1_epi32(-128 * x[(size_t)t * x_stride + g + c].sum);
+                    _mm512_set1_epi32(-off * x[(size_t)t * x_stride + g + c].sum);
                 _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
-                    const __m512i wv = _mm512_loadu_si512(blk + 32 + 64 * k);
+                    const __m512i wv =
+                        ty == PX_DTYPE_Q8_0 ? _mm512_loadu_si512(blk + 32 + 64 * k) : u[k];
                     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                         int32_t xv;
                         memcpy(&xv, x[(size_t)t * x_stride + g + c].qs + 4 * k, 4);
@@ -489,15 +519,16 @@ AI void x16_tile(const uint8_t *grp, int64_t b0, int64_t b1, const px_block_q8a 
 /* Per group, the blocks in slices that stay in L1 while every token passes
  * over them, four tokens at a time (the partial sums wait in y between
  * slices). Prefetch distances and levels measured with pollux-kbench -t 2
- * on weights beyond L3 (1152x262144 at 1 token, 1152x65536 at 4 and 16): a
- * decode step streams, and a short distance into L1 did best; batches
- * spend longer per byte, and 16 KB ahead into L2 gave 10-15% over L1. Only
- * the first token pass over a slice prefetches. */
-static void q8_0x16(int64_t n, const void *w, int n_groups, const px_block_q8a *x, size_t x_stride,
-                    int n_tok, float *y, size_t y_stride) {
+ * on Q8_0 weights beyond L3 (1152x262144 at 1 token, 1152x65536 at 4 and
+ * 16): a decode step streams, and a short distance into L1 did best;
+ * batches spend longer per byte, and 16 KB ahead into L2 gave 10-15% over
+ * L1. Only the first token pass over a slice prefetches. */
+AI void x16_gemm(int ty, int64_t n, const void *w, int n_groups, const px_block_q8a *x,
+                 size_t x_stride, int n_tok, float *y, size_t y_stride) {
     const int64_t nb = n / 32;
     const int64_t sl = nb <= X16_SLICE * 3 / 2 ? nb : X16_SLICE;
-    const size_t gbytes = (size_t)nb * X16_BLK, pf = n_tok < 4 ? X16_PF_L1 : X16_PF_L2;
+    const size_t bb = ty == PX_DTYPE_Q8_0 ? 544 : ty == PX_DTYPE_Q5_0 ? 352 : 288;
+    const size_t gbytes = (size_t)nb * bb, pf = n_tok < 4 ? X16_PF_L1 : X16_PF_L2;
     for (int g = 0; g < n_groups; g++) {
         const uint8_t *grp = (const uint8_t *)w + (size_t)g * gbytes;
         float *yg = y + (size_t)16 * (size_t)g;
@@ -505,20 +536,29 @@ static void q8_0x16(int64_t n, const void *w, int n_groups, const px_block_q8a *
             const int64_t b1 = PX_MIN(nb, b0 + sl);
             int t = 0;
             for (; t + 4 <= n_tok; t += 4)
-                x16_tile(grp, b0, b1, x + (size_t)t * x_stride, x_stride, 4,
+                x16_tile(ty, grp, b0, b1, x + (size_t)t * x_stride, x_stride, 4,
                          yg + (size_t)t * y_stride, y_stride, t == 0 ? pf : 0);
             const px_block_q8a *xr = x + (size_t)t * x_stride;
             float *yr = yg + (size_t)t * y_stride;
             const size_t pr = t == 0 ? pf : 0;
             switch (n_tok - t) {
-            case 3: x16_tile(grp, b0, b1, xr, x_stride, 3, yr, y_stride, pr); break;
-            case 2: x16_tile(grp, b0, b1, xr, x_stride, 2, yr, y_stride, pr); break;
-            case 1: x16_tile(grp, b0, b1, xr, x_stride, 1, yr, y_stride, pr); break;
+            case 3: x16_tile(ty, grp, b0, b1, xr, x_stride, 3, yr, y_stride, pr); break;
+            case 2: x16_tile(ty, grp, b0, b1, xr, x_stride, 2, yr, y_stride, pr); break;
+            case 1: x16_tile(ty, grp, b0, b1, xr, x_stride, 1, yr, y_stride, pr); break;
             default: break;
             }
         }
     }
 }
+
+#define X16_FN(NAME, TY)                                                                           \
+    static void NAME(int64_t n, const void *w, int n_groups, const px_block_q8a *x,                \
+                     size_t x_stride, int n_tok, float *y, size_t y_stride) {                      \
+        x16_gemm(TY, n, w, n_groups, x, x_stride, n_tok, y, y_stride);                             \
+    }
+X16_FN(x16_q4_0, PX_DTYPE_Q4_0)
+X16_FN(x16_q5_0, PX_DTYPE_Q5_0)
+X16_FN(x16_q8_0, PX_DTYPE_Q8_0)
 
 const px_kernels px__kernels_avx512 = {
     .name = "avx512-vnni",
@@ -529,7 +569,7 @@ const px_kernels px__kernels_avx512 = {
                [PX_DTYPE_Q4_K] = gemm16_q4_K,
                [PX_DTYPE_Q5_K] = gemm16_q5_K,
                [PX_DTYPE_Q6_K] = gemm16_q6_K},
-    .q8_0x16 = q8_0x16,
+    .x16 = {[PX_DTYPE_Q4_0] = x16_q4_0, [PX_DTYPE_Q5_0] = x16_q5_0, [PX_DTYPE_Q8_0] = x16_q8_0},
 };
 
 #else

@@ -3,6 +3,8 @@
  * the F16 attention helpers. The SIMD sets are checked against these; for
  * quantized weights they give the same bits (kernels.h). */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "kernels.h"
 #include "ops.h"
@@ -381,72 +383,139 @@ static void to_f32_bf16(const void *w, float *y, int64_t n) {
         y[i] = px__bf16_to_f32(a[i]);
 }
 
-/* ---- the Q8_0X16 layout (kernels.h) ---------------------------------------- */
+/* ---- the X16 layout (kernels.h) --------------------------------------------- */
 
-enum { X16_BLOCK_BYTES = 16 * (int)sizeof(px_block_q8_0) }; /* 544 */
+/* Block j of a row: its f16 scale bits and unsigned quants u[32]. */
+static px_f16 x16_get(px_dtype t, const void *row, int64_t j, int *u) {
+    if (t == PX_DTYPE_Q8_0) {
+        const px_block_q8_0 *b = (const px_block_q8_0 *)row + j;
+        for (int i = 0; i < 32; i++)
+            u[i] = b->qs[i] + 128;
+        return b->d;
+    }
+    if (t == PX_DTYPE_Q5_0) {
+        dec_q5_0((const px_block_q5_0 *)row + j, u);
+        return ((const px_block_q5_0 *)row + j)->d;
+    }
+    dec_q4_0((const px_block_q4_0 *)row + j, u);
+    return ((const px_block_q4_0 *)row + j)->d;
+}
 
-void px__q8_0x16_pack(const void *rows, size_t row_bytes, int64_t n, int64_t n_rows, void *dst) {
+/* The inverse of x16_get. */
+static void x16_put(px_dtype t, void *row, int64_t j, px_f16 d, const int *u) {
+    if (t == PX_DTYPE_Q8_0) {
+        px_block_q8_0 *b = (px_block_q8_0 *)row + j;
+        b->d = d;
+        for (int i = 0; i < 32; i++)
+            b->qs[i] = (int8_t)(u[i] - 128);
+        return;
+    }
+    uint8_t *qs;
+    if (t == PX_DTYPE_Q5_0) {
+        px_block_q5_0 *b = (px_block_q5_0 *)row + j;
+        uint32_t qh = 0;
+        for (int i = 0; i < 32; i++)
+            qh |= (uint32_t)((u[i] >> 4) & 1) << i;
+        b->d = d;
+        for (int i = 0; i < 4; i++)
+            b->qh[i] = (uint8_t)(qh >> (8 * i));
+        qs = b->qs;
+    } else {
+        px_block_q4_0 *b = (px_block_q4_0 *)row + j;
+        b->d = d;
+        qs = b->qs;
+    }
+    for (int i = 0; i < 16; i++)
+        qs[i] = (uint8_t)((u[i] & 15) | (u[i + 16] & 15) << 4);
+}
+
+/* Byte offsets in a group's block of element c (0..31) of row r, and for
+ * Q5_0 the bit of its fifth bit (kernels.h). */
+static size_t x16_byte(px_dtype t, int r, int c, int *hi_nibble) {
+    int k = c / 4, i = c % 4;
+    *hi_nibble = t != PX_DTYPE_Q8_0 && (k & 1);
+    return t == PX_DTYPE_Q8_0 ? (size_t)(32 + 64 * k + 4 * r + i)
+                              : (size_t)(32 + 64 * (k / 2) + 4 * r + i);
+}
+
+void px__x16_pack(px_dtype t, const void *rows, size_t row_bytes, int64_t n, int64_t n_rows,
+                  void *dst) {
     const int64_t nb = n / 32;
+    const size_t bb = 16 * (size_t)px_dtype_get(t)->block_bytes;
     for (int64_t g = 0; g < n_rows / 16; g++)
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *o = (uint8_t *)dst + ((size_t)g * (size_t)nb + (size_t)b) * X16_BLOCK_BYTES;
+        for (int64_t j = 0; j < nb; j++) {
+            uint8_t *o = (uint8_t *)dst + ((size_t)g * (size_t)nb + (size_t)j) * bb;
+            memset(o, 0, bb);
             for (int r = 0; r < 16; r++) {
-                const px_block_q8_0 *src =
-                    (const px_block_q8_0 *)((const char *)rows + (size_t)(16 * g + r) * row_bytes) +
-                    b;
-                memcpy(o + 2 * r, &src->d, 2);
-                for (int k = 0; k < 8; k++) {
-                    uint32_t v;
-                    memcpy(&v, src->qs + 4 * k, 4);
-                    v ^= 0x80808080u;
-                    memcpy(o + 32 + 64 * k + 4 * r, &v, 4);
+                int u[32], hi;
+                px_f16 d = x16_get(t, (const char *)rows + (size_t)(16 * g + r) * row_bytes, j, u);
+                memcpy(o + 2 * r, &d, 2);
+                for (int c = 0; c < 32; c++) {
+                    size_t at = x16_byte(t, r, c, &hi);
+                    if (t == PX_DTYPE_Q8_0)
+                        o[at] = (uint8_t)u[c];
+                    else
+                        o[at] |= (uint8_t)((u[c] & 15) << (hi ? 4 : 0));
+                    if (t == PX_DTYPE_Q5_0)
+                        o[288 + 4 * r + c % 4] |= (uint8_t)(((u[c] >> 4) & 1) << (c / 4));
                 }
             }
         }
 }
 
-void px__q8_0x16_unpack_row(const void *w, size_t row_bytes, int64_t n, int64_t r, void *dst) {
-    const int64_t nb = n / 32;
-    const uint8_t *grp = (const uint8_t *)w + (size_t)(r / 16) * 16 * row_bytes;
-    const int i = (int)(r % 16);
-    px_block_q8_0 *out = dst;
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *o = grp + (size_t)b * X16_BLOCK_BYTES;
-        memcpy(&out[b].d, o + 2 * i, 2);
-        for (int j = 0; j < 32; j++)
-            out[b].qs[j] = (int8_t)(o[32 + 64 * (j / 4) + 4 * i + j % 4] ^ 0x80);
+/* Block j of row r of an X16 tensor: its f16 scale bits and u[32]. */
+static px_f16 x16_block(px_dtype t, const void *w, size_t row_bytes, int64_t n, int64_t r,
+                        int64_t j, int *u) {
+    const size_t bb = 16 * (size_t)px_dtype_get(t)->block_bytes;
+    const uint8_t *o = (const uint8_t *)w + (size_t)(r / 16) * 16 * row_bytes + (size_t)j * bb;
+    const int ri = (int)(r % 16);
+    (void)n;
+    for (int c = 0; c < 32; c++) {
+        int hi;
+        size_t at = x16_byte(t, ri, c, &hi);
+        u[c] = t == PX_DTYPE_Q8_0 ? o[at] : (o[at] >> (hi ? 4 : 0)) & 15;
+        if (t == PX_DTYPE_Q5_0) u[c] |= ((o[288 + 4 * ri + c % 4] >> (c / 4)) & 1) << 4;
+    }
+    px_f16 d;
+    memcpy(&d, o + 2 * ri, 2);
+    return d;
+}
+
+void px__x16_unpack_row(px_dtype t, const void *w, size_t row_bytes, int64_t n, int64_t r,
+                        void *dst) {
+    for (int64_t j = 0; j < n / 32; j++) {
+        int u[32];
+        px_f16 d = x16_block(t, w, row_bytes, n, r, j, u);
+        x16_put(t, dst, j, d, u);
     }
 }
 
-/* The canonical _0 combination for each (row, token), reading the layout
- * directly: isum = sum (q + 128) x - 128 sum(x), exact. */
-void px__q8_0x16_ref(int64_t n, const void *w, int n_groups, const px_block_q8a *x, size_t x_stride,
-                     int n_tok, float *y, size_t y_stride) {
+/* The canonical _0 combination (kernels.h) of each row and token, with
+ * isum = sum (u - offset) x. */
+void px__x16_ref(px_dtype t, int64_t n, const void *w, int n_groups, const px_block_q8a *x,
+                 size_t x_stride, int n_tok, float *y, size_t y_stride) {
+    const size_t rb = px_dtype_row_size(t, n);
+    const int off = t == PX_DTYPE_Q8_0 ? 128 : t == PX_DTYPE_Q5_0 ? 16 : 8;
     const int64_t nb = n / 32;
-    for (int g = 0; g < n_groups; g++) {
-        const uint8_t *grp = (const uint8_t *)w + (size_t)g * (size_t)nb * X16_BLOCK_BYTES;
-        for (int t = 0; t < n_tok; t++) {
-            const px_block_q8a *xb = x + (size_t)t * x_stride;
-            for (int i = 0; i < 16; i++) {
-                float acc = 0.0f;
-                for (int64_t b0 = 0; b0 < nb; b0 += MAX_BLOCKS_ON_STACK) {
-                    float p[MAX_BLOCKS_ON_STACK];
-                    int64_t cnt = PX_MIN(nb - b0, (int64_t)MAX_BLOCKS_ON_STACK);
-                    for (int64_t b = b0; b < b0 + cnt; b++) {
-                        const uint8_t *o = grp + (size_t)b * X16_BLOCK_BYTES;
-                        int32_t s = -128 * xb[b].sum;
-                        for (int j = 0; j < 32; j++)
-                            s += o[32 + 64 * (j / 4) + 4 * i + j % 4] * xb[b].qs[j];
-                        px_f16 d;
-                        memcpy(&d, o + 2 * i, 2);
-                        p[b - b0] = (float)s * (px__f16_to_f32(d) * xb[b].d);
-                    }
-                    acc = sum_groups_0(acc, p, cnt);
+    for (int64_t r = 0; r < 16 * (int64_t)n_groups; r++)
+        for (int tk = 0; tk < n_tok; tk++) {
+            const px_block_q8a *xb = x + (size_t)tk * x_stride;
+            float acc = 0.0f;
+            for (int64_t b0 = 0; b0 < nb; b0 += MAX_BLOCKS_ON_STACK) {
+                float p[MAX_BLOCKS_ON_STACK];
+                int64_t cnt = PX_MIN(nb - b0, (int64_t)MAX_BLOCKS_ON_STACK);
+                for (int64_t b = b0; b < b0 + cnt; b++) {
+                    int u[32];
+                    px_f16 d = x16_block(t, w, rb, n, r, b, u);
+                    int32_t s = 0;
+                    for (int c = 0; c < 32; c++)
+                        s += (u[c] - off) * xb[b].qs[c];
+                    p[b - b0] = (float)s * (px__f16_to_f32(d) * xb[b].d);
                 }
-                y[(size_t)t * y_stride + (size_t)(16 * g + i)] = acc;
+                acc = sum_groups_0(acc, p, cnt);
             }
+            y[(size_t)tk * y_stride + (size_t)r] = acc;
         }
-    }
 }
 
 /* ---- attention helpers --------------------------------------------------- */

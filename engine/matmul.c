@@ -43,6 +43,12 @@ enum {
     BLAS_TILE_ROWS = 64,      /* rows dequantized per sgemm call */
     ROW_CHUNK_BYTES = 65536,  /* weight bytes per chunk on the ROWS path */
     G16_CHUNK_BYTES = 262144, /* ... on the GEMM16 path (decoded once per call) */
+    /* ... on the X16 path: each chunk is one sequential stream, and at one
+     * token 64 KB chunks (each worker's stream jumping every 64 KB) read
+     * 29-33 GB/s where 1-4 MB chunks read 43-47 (pollux-kbench -t 2 -x
+     * Q8_0:1152:262144:1:x16, interleaved runs); the 4-chunks-per-worker
+     * floor of chunk_rows_for keeps small weights balanced */
+    X16_CHUNK_BYTES = 1 << 20,
 };
 
 /* n_tok from which GEMM16 takes over from ROWS, per weight dtype, when the
@@ -222,11 +228,16 @@ static void chunk_rows(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int6
     }
 }
 
-/* Row groups [r0 / 16, r1 / 16) of a Q8_0X16 weight, every token. */
+/* Row groups [r0 / 16, r1 / 16) of an X16-layout weight, every token. */
 static void chunk_x16(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64_t r1) {
-    px_q8_0x16_fn fn = c->ks->q8_0x16 ? c->ks->q8_0x16 : px__q8_0x16_ref;
-    fn(c->n_in, wrow(j->w, r0), (int)((r1 - r0) / 16), c->act_a, (size_t)(c->n_in / 32), c->n_tok,
-       j->y + (size_t)r0, (size_t)j->n_out);
+    const px_dtype t = j->w->type;
+    const void *w = wrow(j->w, r0);
+    const int ng = (int)((r1 - r0) / 16);
+    const size_t xs = (size_t)(c->n_in / 32);
+    if (c->ks->x16[t])
+        c->ks->x16[t](c->n_in, w, ng, c->act_a, xs, c->n_tok, j->y + (size_t)r0, (size_t)j->n_out);
+    else
+        px__x16_ref(t, c->n_in, w, ng, c->act_a, xs, c->n_tok, j->y + (size_t)r0, (size_t)j->n_out);
 }
 
 /* All tokens at once: the kernel decodes each weight once per chunk. */
@@ -341,17 +352,16 @@ int px_matmul_multi(px_matmul_ctx *ctx, int n, const px_tensor *const *w, const 
             wi->row_bytes != px_dtype_row_size(wi->type, n_in))
             return PX_EINVAL;
         if (wi->layout != PX_LAYOUT_ROWS &&
-            (wi->layout != PX_LAYOUT_Q8_0X16 || wi->type != PX_DTYPE_Q8_0 || n_out % 16 != 0))
+            (wi->layout != PX_LAYOUT_X16 || !px__x16_type(wi->type) || n_out % 16 != 0))
             return PX_EINVAL;
         mm_job *j = &ctx->jobs[i];
         j->w = wi;
         j->y = y[i];
         j->n_out = n_out;
-        j->path =
-            wi->layout == PX_LAYOUT_Q8_0X16 ? PX_MATMUL_X16 : choose_path(ks, wi->type, n_tok);
+        j->path = wi->layout == PX_LAYOUT_X16 ? PX_MATMUL_X16 : choose_path(ks, wi->type, n_tok);
         if (j->path == PX_MATMUL_X16) {
             ctx->need_a = true;
-            j->chunk_rows = chunk_rows_for(ctx, j, ROW_CHUNK_BYTES, 16);
+            j->chunk_rows = chunk_rows_for(ctx, j, X16_CHUNK_BYTES, 16);
         } else if (j->path == PX_MATMUL_BLAS) {
             j->chunk_rows = chunk_rows_for(ctx, j, (int64_t)wi->row_bytes * BLAS_TILE_ROWS, 16);
             j->chunk_rows = PX_MIN(j->chunk_rows, BLAS_TILE_ROWS);

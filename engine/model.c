@@ -350,8 +350,8 @@ static void job_repack(void *ctx, int ith, int nth) {
         int64_t g0 = (k - j->piece0[ti]) * REPACK_PIECE_GROUPS;
         int64_t g1 = PX_MIN(g0 + REPACK_PIECE_GROUPS, t->ne[1] / 16);
         size_t off = (size_t)g0 * 16 * t->row_bytes;
-        px__q8_0x16_pack((const char *)t->data + off, t->row_bytes, t->ne[0], (g1 - g0) * 16,
-                         j->dst[ti] + off);
+        px__x16_pack(t->type, (const char *)t->data + off, t->row_bytes, t->ne[0], (g1 - g0) * 16,
+                     j->dst[ti] + off);
     }
 }
 
@@ -367,16 +367,16 @@ static void drop_pages(const void *p, size_t n) {
 }
 
 static int repackable(const px_tensor *t) {
-    return t->data && t->type == PX_DTYPE_Q8_0 && t->layout == PX_LAYOUT_ROWS && t->ne[1] >= 16 &&
-           t->ne[1] % 16 == 0 && t->ne[2] == 1 && t->ne[3] == 1;
+    return t->data && px__x16_type(t->type) && px__kernels_get()->x16[t->type] &&
+           t->layout == PX_LAYOUT_ROWS && t->ne[1] >= 16 && t->ne[1] % 16 == 0 && t->ne[2] == 1 &&
+           t->ne[3] == 1;
 }
 
-/* Repacks the Q8_0 matrices with a multiple of 16 rows into the Q8_0X16
- * layout, when the kernel set has a kernel for it, into one allocation
+/* Repacks the Q4_0 / Q5_0 / Q8_0 matrices with a multiple of 16 rows into
+ * the X16 layout, where the kernel set has a kernel for it, into one allocation
  * (2 MiB aligned, transparent huge pages asked for: the weights are
  * streamed every step, and 4 KiB pages cost a TLB miss each). */
 static int repack_weights(px_model *m, char *err, size_t errlen) {
-    if (!px__kernels_get()->q8_0x16) return 0;
     const int cap = m->cfg.n_layer * 7 + 1;
     repack_job j = {.t = calloc((size_t)cap, sizeof(px_tensor *)),
                     .dst = calloc((size_t)cap, sizeof(char *)),
@@ -420,7 +420,7 @@ static int repack_weights(px_model *m, char *err, size_t errlen) {
     for (int i = 0; i < j.n; i++) {
         drop_pages(j.t[i]->data, j.t[i]->row_bytes * (size_t)j.t[i]->ne[1]);
         j.t[i]->data = j.dst[i];
-        j.t[i]->layout = PX_LAYOUT_Q8_0X16;
+        j.t[i]->layout = PX_LAYOUT_X16;
     }
     m->packed = buf;
     m->packed_bytes = total;

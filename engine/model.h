@@ -82,10 +82,11 @@ typedef struct px_model_opts {
      * kv_local_seqs sequences (0: max_logit_rows); see above. */
     int64_t kv_blocks_local;
     int kv_local_seqs;
-    /* Keep Q8_0 matrices in the file's row layout. By default they are
-     * repacked at load into the layout of the kernel set's batched kernel,
-     * when it has one (same bytes in anonymous memory; the file's pages are
-     * dropped; the results are bitwise the same either way). */
+    /* Keep Q4_0 / Q5_0 / Q8_0 matrices in the file's row layout. By default
+     * they are repacked at load into the layout of the kernel set's
+     * lanes-are-rows kernels, when it has them (the same bytes in anonymous
+     * memory; the file's pages are dropped; the results are bitwise the
+     * same either way). */
     int no_repack;
 } px_model_opts;
 void px_model_opts_init(px_model_opts *o);

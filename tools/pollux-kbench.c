@@ -11,7 +11,7 @@
  * -d: also a table of the three decode paths (rows / gemm4 / gemm16) at
  * n_tok 1..16, to place the switches; -k: force a kernel set, "portable",
  * "avx2" or "avx512-vnni"; -x DTYPE:N_IN:N_OUT:N_TOK[:rows|gemm4|gemm16|blas|x16]:
- * time one case only (x16: Q8_0 repacked as the model loader does), for perf record, printing the
+ * time one case only (x16: repacked as the model loader does), for perf record, printing the
  * process CPU time per call too, which other processes on a shared machine do not inflate; -c: the
  * compute ceiling of the gemm16 instruction mix on one core). */
 #include <stdio.h>
@@ -157,8 +157,8 @@ static int run_one(px_matmul_ctx *ctx, const char *spec, const float *x, float *
     }
     px_tensor w = {.type = t, .ne = {n_in, n_out, 1, 1}, .row_bytes = rb, .data = wd};
     if (strcmp(pname, "x16") == 0) { /* the repacked layout the model loader makes */
-        if (t != PX_DTYPE_Q8_0 || n_out % 16 != 0) {
-            fprintf(stderr, "pollux-kbench: x16 needs Q8_0 and a multiple of 16 rows\n");
+        if (!px__x16_type(t) || n_out % 16 != 0) {
+            fprintf(stderr, "pollux-kbench: x16 needs Q4_0, Q5_0 or Q8_0 and 16k rows\n");
             free(wd);
             return 2;
         }
@@ -167,11 +167,11 @@ static int run_one(px_matmul_ctx *ctx, const char *spec, const float *x, float *
             free(wd);
             return 2;
         }
-        px__q8_0x16_pack(wd, rb, n_in, n_out, packed);
+        px__x16_pack(t, wd, rb, n_in, n_out, packed);
         free(wd);
         wd = packed;
         w.data = wd;
-        w.layout = PX_LAYOUT_Q8_0X16;
+        w.layout = PX_LAYOUT_X16;
     }
     px_matmul_path path = strcmp(pname, "rows") == 0     ? PX_MATMUL_ROWS
                           : strcmp(pname, "gemm16") == 0 ? PX_MATMUL_GEMM16

@@ -505,11 +505,12 @@ START_TEST(test_batch_invariant) {
 }
 END_TEST
 
-/* Q8_0 weights repacked into the Q8_0X16 layout (kernels.h) give bitwise
- * the row layout's results, on every kernel set (those without a q8_0x16
- * kernel run the portable one), for any n_tok and thread count; the
+/* Q4_0 / Q5_0 / Q8_0 weights repacked into the X16 layout (kernels.h) give
+ * bitwise the row layout's results, on every kernel set (those without an
+ * x16 kernel run the portable one), for any n_tok and thread count; the
  * layout unpacks to the original rows; bad layouts are refused. */
-START_TEST(test_q8_0x16_vs_rows) {
+START_TEST(test_x16_vs_rows) {
+    static const px_dtype types[] = {PX_DTYPE_Q8_0, PX_DTYPE_Q5_0, PX_DTYPE_Q4_0};
     static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 16, 17, 33, 100, 129};
     /* 57 blocks: slices of 32 + 25 (kernels_avx512.c); 25: one slice; both
      * end in a partial group of 8 */
@@ -529,23 +530,25 @@ START_TEST(test_q8_0x16_vs_rows) {
     px_test_fill_random(x, (size_t)MT * NI, 29);
     for (int j = 0; j < 64; j++)
         x[NI + j] = 0.0f; /* zero blocks */
-    for (size_t k = 0; k < PX_ARRAY_LEN(n_ins); k++) {
-        int64_t n_in = n_ins[k];
+    for (size_t k = 0; k < PX_ARRAY_LEN(n_ins) * PX_ARRAY_LEN(types); k++) {
+        int64_t n_in = n_ins[k % PX_ARRAY_LEN(n_ins)];
+        px_dtype ty = types[k / PX_ARRAY_LEN(n_ins)];
+        const char *tn = px_dtype_get(ty)->name;
         wmat m;
-        wmat_make(&m, PX_DTYPE_Q8_0, n_in, NO, true, 90 + k);
+        wmat_make(&m, ty, n_in, NO, true, 90 + k);
         size_t bytes = m.t.row_bytes * NO;
         void *packed = malloc(bytes), *row = malloc(m.t.row_bytes);
         ck_assert(packed && row);
-        px__q8_0x16_pack(m.data, m.t.row_bytes, n_in, NO, packed);
+        px__x16_pack(ty, m.data, m.t.row_bytes, n_in, NO, packed);
         ck_assert_msg(memcmp(packed, m.data, bytes) != 0, "packing changed nothing");
         for (int64_t r = 0; r < NO; r++) {
-            px__q8_0x16_unpack_row(packed, m.t.row_bytes, n_in, r, row);
+            px__x16_unpack_row(ty, packed, m.t.row_bytes, n_in, r, row);
             ck_assert_msg(memcmp(row, (char *)m.data + (size_t)r * m.t.row_bytes, m.t.row_bytes) ==
                               0,
-                          "row %ld does not unpack to itself", (long)r);
+                          "%s row %ld does not unpack to itself", tn, (long)r);
         }
         px_tensor xt = m.t;
-        xt.layout = PX_LAYOUT_Q8_0X16;
+        xt.layout = PX_LAYOUT_X16;
         xt.data = packed;
         for (int p = 0; p < 2; p++)
             for (size_t i = 0; i < PX_ARRAY_LEN(toks); i++) {
@@ -555,10 +558,10 @@ START_TEST(test_q8_0x16_vs_rows) {
                 ck_assert_int_eq(px_matmul(ctx[p], &m.t, x, nt, y0), 0);
                 ck_assert_int_eq(px_matmul(ctx[p], &xt, x, nt, y1), 0);
                 ck_assert_msg(memcmp(y0, y1, sizeof(float) * (size_t)nt * NO) == 0,
-                              "%s n_in %ld n_tok %d on %d threads: repacked differs", sets[_i],
-                              (long)n_in, nt, p + 1);
+                              "%s %s n_in %ld n_tok %d on %d threads: repacked differs", sets[_i],
+                              tn, (long)n_in, nt, p + 1);
             }
-        check_result(&m, x, MT, y1, 32, "q8_0x16");
+        check_result(&m, x, MT, y1, 32, "x16");
         /* every forced path still reads the layout right */
         for (int path = PX_MATMUL_ROWS; path <= PX_MATMUL_BLAS; path++) {
             px__matmul_force_path((px_matmul_path)path);
@@ -567,15 +570,15 @@ START_TEST(test_q8_0x16_vs_rows) {
             if (path != PX_MATMUL_BLAS)
                 ck_assert_msg(memcmp(y0, y1, sizeof(float) * 20 * NO) == 0, "path %d", path);
             else
-                check_result(&m, x, 20, y1, 32, "q8_0x16 forced blas");
+                check_result(&m, x, 20, y1, 32, "x16 forced blas");
         }
         px__matmul_force_path(PX_MATMUL_AUTO);
-        /* a group of 16 rows needs 16 rows; the layout is Q8_0's only */
+        /* a group of 16 rows needs 16 rows; no K type has the layout */
         xt.ne[1] = NO - 8;
         ck_assert_int_eq(px_matmul(ctx[1], &xt, x, 1, y1), PX_EINVAL);
         xt.ne[1] = NO;
-        xt.type = PX_DTYPE_Q4_0;
-        xt.row_bytes = px_dtype_row_size(PX_DTYPE_Q4_0, n_in);
+        xt.type = PX_DTYPE_Q4_K;
+        xt.row_bytes = px_dtype_row_size(PX_DTYPE_Q4_K, n_in);
         ck_assert_int_eq(px_matmul(ctx[1], &xt, x, 1, y1), PX_EINVAL);
         xt = m.t;
         xt.layout = (px_layout)7;
@@ -737,7 +740,7 @@ Suite *px_suite_matmul(void) {
     tcase_add_loop_test(tc, test_block_scales, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_multi_vs_single, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_batch_invariant, 0, PX_ARRAY_LEN(sets));
-    tcase_add_loop_test(tc, test_q8_0x16_vs_rows, 0, PX_ARRAY_LEN(sets));
+    tcase_add_loop_test(tc, test_x16_vs_rows, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_attention_helpers, 0, PX_ARRAY_LEN(sets));
     tcase_add_loop_test(tc, test_glu, 0, PX_ARRAY_LEN(sets));
     tcase_add_test(tc, test_errors);

@@ -174,12 +174,12 @@ START_TEST(test_invariance_llama_q8) {
 }
 END_TEST
 
-/* Repacking the Q8_0 matrices at load (the default where the kernel set
- * has a Q8_0X16 kernel) changes no logit bit, for a whole prompt and for
- * token-at-a-time decoding; gemma3's tied output is repacked while the
+/* Repacking the Q4_0 / Q5_0 / Q8_0 matrices at load (the default where the
+ * kernel set has X16 kernels) changes no logit bit, for a whole prompt and
+ * for token-at-a-time decoding; gemma3's tied output is repacked while the
  * embedding keeps reading the file's rows. */
-static void check_repack(px_arch arch) {
-    char *path = make_model(arch, PX_DTYPE_Q8_0);
+static void check_repack(px_arch arch, px_dtype type) {
+    char *path = make_model(arch, type);
     px_model_opts mo;
     px_model_opts_init(&mo);
     mo.n_threads = 2;
@@ -194,10 +194,10 @@ static void check_repack(px_arch arch) {
         m[i] = px_model_load(path, &mo, err, sizeof err);
         ck_assert_msg(m[i] != NULL, "load: %s", err);
     }
-    if (px__kernels_get()->q8_0x16) {
+    if (px__kernels_get()->x16[type]) {
         ck_assert_ptr_nonnull(m[0]->packed);
-        ck_assert_int_eq(m[0]->layers[0].w_gate.layout, PX_LAYOUT_Q8_0X16);
-        ck_assert_int_eq(m[0]->output.layout, PX_LAYOUT_Q8_0X16);
+        ck_assert_int_eq(m[0]->layers[0].w_gate.layout, PX_LAYOUT_X16);
+        ck_assert_int_eq(m[0]->output.layout, PX_LAYOUT_X16);
         ck_assert_int_eq(m[0]->tok_embd.layout, PX_LAYOUT_ROWS);
     }
     ck_assert_ptr_null(m[1]->packed);
@@ -225,8 +225,10 @@ static void check_repack(px_arch arch) {
 }
 
 START_TEST(test_repack_bitwise) {
-    check_repack(PX_ARCH_GEMMA3);
-    check_repack(PX_ARCH_LLAMA);
+    check_repack(PX_ARCH_GEMMA3, PX_DTYPE_Q8_0);
+    check_repack(PX_ARCH_LLAMA, PX_DTYPE_Q8_0);
+    check_repack(PX_ARCH_GEMMA3, PX_DTYPE_Q5_0);
+    check_repack(PX_ARCH_LLAMA, PX_DTYPE_Q4_0);
 }
 END_TEST
 
