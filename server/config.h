@@ -44,6 +44,7 @@ typedef struct px_config {
     int threads;         /* 0 = online CPUs */
     int ctx;             /* 0 = the model's */
     int kv_cache_mb;     /* KV arena size (default 1024) */
+    bool repack_weights; /* X16 layout at load (default true) */
     /* [scheduler] */
     int max_batch_tokens; /* 512 */
     int max_running;      /* 64 */

@@ -171,6 +171,7 @@ static void load_work(uv_work_t *req) {
     mo.n_threads = cfg->threads;
     mo.n_ctx = cfg->ctx;
     mo.kv_cache_mb = cfg->kv_cache_mb;
+    mo.no_repack = !cfg->repack_weights;
     mo.max_batch_tokens = cfg->max_batch_tokens;
     mo.max_logit_rows = PX_MIN(cfg->max_batch_tokens, cfg->max_running + PX_MAX_CHOICES);
     mo.kv_local_seqs = cfg->max_running; /* windows the sliding-window layers' pool holds */

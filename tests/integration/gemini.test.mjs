@@ -262,8 +262,12 @@ test('a Gemini client that hangs up mid-stream frees its KV blocks', async () =>
     return line ? Number(line.split(' ').at(-1)) : NaN;
   };
   const ac = new AbortController();
+  // Eight candidates of 1,900 tokens: megabytes of events, far more than the
+  // socket buffers hold, and longer than the hang-up takes to arrive (one
+  // candidate finished first on a fast engine, and no disconnect was seen).
   const res = await fetch(url('streamGenerateContent', { query: '?alt=sse' }), {
-    method: 'POST', headers: hdr, signal: ac.signal, body: JSON.stringify(hello({ maxOutputTokens: 1900 })),
+    method: 'POST', headers: hdr, signal: ac.signal,
+    body: JSON.stringify(hello({ maxOutputTokens: 1900, candidateCount: 8 })),
   });
   const reader = res.body.getReader();
   await reader.read();
@@ -283,7 +287,10 @@ const long = (extra = {}) => JSON.stringify({ contents: [{ parts: [{ text: 'Once
   generationConfig: { temperature: 0, maxOutputTokens: 1900, ...extra } });
 
 test('queue full: RESOURCE_EXHAUSTED 429; queued streams get keepalives in their framing', async () => {
-  const q = await startDaemon(['--model-id', MODEL, '--max-running', '1', '--max-waiting', '1', '--keepalive-s', '1']);
+  // The first request's third pass stalls 3 s (PX_TEST_FAULTS), so the
+  // queued one waits past a keepalive however fast the engine is.
+  const q = await startDaemon(['--model-id', MODEL, '--max-running', '1', '--max-waiting', '1', '--keepalive-s', '1'],
+    { env: { PX_TEST_FAULTS: 'stall_step=3,stall_s=3' } });
   const u = (m, query = '') => `${q.base}/v1beta/models/${MODEL}:${m}${query}`;
   try {
     const first = await fetch(u('streamGenerateContent'), { method: 'POST', body: long({ candidateCount: 8 }) });

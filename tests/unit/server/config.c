@@ -95,6 +95,7 @@ START_TEST(test_defaults) {
     ck_assert_int_eq(c.threads, 0);
     ck_assert_int_eq(c.ctx, 0);
     ck_assert_int_eq(c.kv_cache_mb, 1024);
+    ck_assert(c.repack_weights);
     ck_assert_int_eq(c.max_batch_tokens, 512);
     ck_assert_int_eq(c.max_running, 64);
     ck_assert_int_eq(c.max_waiting, 1024);
