@@ -445,20 +445,33 @@ void px__x16_pack(px_dtype t, const void *rows, size_t row_bytes, int64_t n, int
     for (int64_t g = 0; g < n_rows / 16; g++)
         for (int64_t j = 0; j < nb; j++) {
             uint8_t *o = (uint8_t *)dst + ((size_t)g * (size_t)nb + (size_t)j) * bb;
-            memset(o, 0, bb);
             for (int r = 0; r < 16; r++) {
-                int u[32], hi;
-                px_f16 d = x16_get(t, (const char *)rows + (size_t)(16 * g + r) * row_bytes, j, u);
-                memcpy(o + 2 * r, &d, 2);
-                for (int c = 0; c < 32; c++) {
-                    size_t at = x16_byte(t, r, c, &hi);
-                    if (t == PX_DTYPE_Q8_0)
-                        o[at] = (uint8_t)u[c];
-                    else
-                        o[at] |= (uint8_t)((u[c] & 15) << (hi ? 4 : 0));
-                    if (t == PX_DTYPE_Q5_0)
-                        o[288 + 4 * r + c % 4] |= (uint8_t)(((u[c] >> 4) & 1) << (c / 4));
+                const char *row = (const char *)rows + (size_t)(16 * g + r) * row_bytes;
+                if (t == PX_DTYPE_Q8_0) { /* the bulk of a model: 4 bytes at a time */
+                    const px_block_q8_0 *b = (const px_block_q8_0 *)row + j;
+                    memcpy(o + 2 * r, &b->d, 2);
+                    for (int k = 0; k < 8; k++) {
+                        uint32_t v;
+                        memcpy(&v, b->qs + 4 * k, 4);
+                        v ^= 0x80808080u;
+                        memcpy(o + 32 + 64 * k + 4 * r, &v, 4);
+                    }
+                    continue;
                 }
+                int u[32];
+                px_f16 d = x16_get(t, row, j, u);
+                memcpy(o + 2 * r, &d, 2);
+                for (int k = 0; k < 8; k += 2) /* steps 2j and 2j + 1 share a byte */
+                    for (int i = 0; i < 4; i++)
+                        o[32 + 32 * k + 4 * r + i] =
+                            (uint8_t)((u[4 * k + i] & 15) | (u[4 * k + 4 + i] & 15) << 4);
+                if (t == PX_DTYPE_Q5_0)
+                    for (int i = 0; i < 4; i++) {
+                        int hb = 0;
+                        for (int k = 0; k < 8; k++)
+                            hb |= ((u[4 * k + i] >> 4) & 1) << k;
+                        o[288 + 4 * r + i] = (uint8_t)hb;
+                    }
             }
         }
 }
