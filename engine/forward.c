@@ -146,6 +146,30 @@ static void attn_worker(void *ctx, int ith, int nth) {
         attend_one(m, j->b, j->layer, j->local, (int)(w / n_head), (int)(w % n_head), scores);
 }
 
+/* RMS norms of many rows are spread over the pool (a prefill's norms took
+ * 6% of it on one thread while the other waited). */
+typedef struct norm_job {
+    float *y;
+    const float *x, *w;
+    int64_t rows, n;
+    float eps;
+} norm_job;
+
+static void norm_worker(void *ctx, int ith, int nth) {
+    norm_job *j = ctx;
+    int64_t r0 = j->rows * ith / nth, r1 = j->rows * (ith + 1) / nth;
+    px_rmsnorm(j->y + r0 * j->n, j->x + r0 * j->n, j->w, r1 - r0, j->n, j->eps);
+}
+
+static void norm(px_model *m, float *y, const float *x, const void *w, int64_t rows, int64_t n,
+                 float eps) {
+    norm_job j = {.y = y, .x = x, .w = w, .rows = rows, .n = n, .eps = eps};
+    if (rows * n >= 32768 && rows >= m->n_threads && m->n_threads > 1)
+        px_pool_run(m->pool, norm_worker, &j);
+    else
+        px_rmsnorm(y, x, w, rows, n, eps);
+}
+
 /* Writes this batch's K and V rows (already roped) into the cache. */
 static void store_kv(px_model *m, const px_batch *b, int layer) {
     const px_model_config *c = &m->cfg;
@@ -172,7 +196,7 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
     const size_t q_dim = (size_t)c->n_head * hd, kv_dim = (size_t)c->n_head_kv * hd;
     int rc;
 
-    px_rmsnorm(rs->xn, rs->x, L->attn_norm.data, T, c->n_embd, c->rms_eps);
+    norm(m, rs->xn, rs->x, L->attn_norm.data, T, c->n_embd, c->rms_eps);
     {
         /* Q, K and V share one quantized input and one pool run. */
         const px_tensor *w[3] = {&L->wq, &L->wk, &L->wv};
@@ -180,8 +204,8 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
         if ((rc = px_matmul_multi(m->mm, 3, w, rs->xn, T, y)) < 0) return rc;
     }
     if (gemma) {
-        px_rmsnorm(rs->q, rs->q, L->q_norm.data, (int64_t)T * c->n_head, hd, c->rms_eps);
-        px_rmsnorm(rs->k, rs->k, L->k_norm.data, (int64_t)T * c->n_head_kv, hd, c->rms_eps);
+        norm(m, rs->q, rs->q, L->q_norm.data, (int64_t)T * c->n_head, hd, c->rms_eps);
+        norm(m, rs->k, rs->k, L->k_norm.data, (int64_t)T * c->n_head_kv, hd, c->rms_eps);
     }
     const float *tab = L->is_local ? rs->rope_l : rs->rope_g;
     for (int i = 0; i < T; i++) {
@@ -192,11 +216,11 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
     attn_job job = {.m = m, .b = b, .layer = il, .local = L->is_local};
     px_pool_run(m->pool, attn_worker, &job);
     if ((rc = px_matmul(m->mm, &L->wo, rs->att, T, rs->xn)) < 0) return rc;
-    if (gemma) px_rmsnorm(rs->xn, rs->xn, L->post_attn_norm.data, T, c->n_embd, c->rms_eps);
+    if (gemma) norm(m, rs->xn, rs->xn, L->post_attn_norm.data, T, c->n_embd, c->rms_eps);
     for (size_t i = 0; i < (size_t)T * c->n_embd; i++)
         rs->x[i] += rs->xn[i];
 
-    px_rmsnorm(rs->xn, rs->x, L->ffn_norm.data, T, c->n_embd, c->rms_eps);
+    norm(m, rs->xn, rs->x, L->ffn_norm.data, T, c->n_embd, c->rms_eps);
     {
         const px_tensor *w[2] = {&L->w_gate, &L->w_up};
         float *y[2] = {rs->gate, rs->up};
@@ -204,7 +228,7 @@ static int layer_forward(px_model *m, const px_batch *b, int il) {
     }
     px_glu(m->mm, gemma, rs->gate, rs->up, (int64_t)T * c->n_ff);
     if ((rc = px_matmul(m->mm, &L->w_down, rs->gate, T, rs->xn)) < 0) return rc;
-    if (gemma) px_rmsnorm(rs->xn, rs->xn, L->post_ffn_norm.data, T, c->n_embd, c->rms_eps);
+    if (gemma) norm(m, rs->xn, rs->xn, L->post_ffn_norm.data, T, c->n_embd, c->rms_eps);
     for (size_t i = 0; i < (size_t)T * c->n_embd; i++)
         rs->x[i] += rs->xn[i];
     return 0;
@@ -241,7 +265,7 @@ int px_forward(px_model *m, const px_batch *b, float *logits, char *err, size_t 
         if (b->want_logits[i])
             memcpy(rs->xl + (size_t)r++ * c->n_embd, rs->x + (size_t)i * c->n_embd,
                    sizeof(float) * (size_t)c->n_embd);
-    px_rmsnorm(rs->xl, rs->xl, m->out_norm.data, n_logits, c->n_embd, c->rms_eps);
+    norm(m, rs->xl, rs->xl, m->out_norm.data, n_logits, c->n_embd, c->rms_eps);
     if ((rc = px_matmul(m->mm, &m->output, rs->xl, n_logits, logits)) < 0)
         return px_fail(err, errlen, rc, "output projection: %s", px_strerror(rc));
     return 0;

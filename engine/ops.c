@@ -32,11 +32,19 @@ void px_rmsnorm(float *y, const float *x, const float *w, int64_t n_rows, int64_
     for (int64_t r = 0; r < n_rows; r++) {
         const float *xr = x + r * n;
         float *yr = y + r * n;
-        double ss = 0.0;
-        for (int64_t i = 0; i < n; i++)
-            ss += (double)xr[i] * xr[i];
+        /* eight partial sums: one chain of dependent adds was most of the
+         * time of a decode step's norms */
+        double part[8] = {0};
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++)
+                part[k] += (double)xr[i + k] * xr[i + k];
+        for (; i < n; i++)
+            part[0] += (double)xr[i] * xr[i];
+        double ss = ((part[0] + part[1]) + (part[2] + part[3])) +
+                    ((part[4] + part[5]) + (part[6] + part[7]));
         float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
-        for (int64_t i = 0; i < n; i++)
+        for (i = 0; i < n; i++)
             yr[i] = xr[i] * scale * w[i];
     }
 }
