@@ -9,7 +9,8 @@
  * tokens. The offset comes off as off * sum(x), which the activations carry
  * per half block: no per-row sums of weights are needed. Each lane then
  * follows the canonical float order of kernels.h, so a token's results are
- * bitwise those of the row dots. */
+ * bitwise those of the row dots. Weights repacked into the X16 layout
+ * (kernels.h) take the x16 kernels at the end instead: lanes are rows. */
 #if defined(__x86_64__)
 
 #include <immintrin.h>

@@ -12,7 +12,12 @@
  *
  * Paths (kernels.h): ROWS quantizes x once and dots each weight row with up
  * to PX_NRC_MAX activation rows while the row is in L1; GEMM16 (AVX-512
- * VNNI) puts 16 tokens in a zmm and decodes each weight once per call.
+ * VNNI) puts 16 tokens in a zmm and decodes each weight once per call; X16
+ * takes the weights the model loader repacked into 16-row groups (Q4_0 /
+ * Q5_0 / Q8_0 with AVX-512), at every n_tok: 16 rows in a zmm, each group
+ * one sequential stream. The ROWS/GEMM16 switch points below are for
+ * weights left in the row layout (K types, and every type when repacking
+ * is off).
  * Workers take chunks of rows from one atomic counter over all the call's
  * weights, so a worker slowed by another process does not hold up the job.
  *
