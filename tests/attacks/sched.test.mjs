@@ -158,10 +158,14 @@ test('61/63/76: a full queue answers 429 + Retry-After; queued streams get pings
     assert.equal(text, ref, 'the running request was disturbed');
     const promptTok1 = (await metrics(q.base)).promptTokens;
     assert.ok(promptTok1 - promptTok0 < 40, `hung-up queued requests were prefilled (${promptTok1 - promptTok0} prompt tokens)`);
-    // A queued request's own deadline: 504, not an endless wait.
-    const blocker = stream(q.base, C, long('block', 300, { stream: true }));
+    // A queued request's own deadline: 504, not an endless wait. The
+    // blocker asks for 1,900 tokens (300 took less than the deadline on a
+    // fast engine) and hangs up once the late request has its answer.
+    let lateDone = false;
+    const blocker = stream(q.base, C, long('block', 1900, { stream: true }), { onData: () => lateDone });
     await sleep(100);
     const late = await post(q.base, C, long('late', 4, { timeout: 0.2 }));
+    lateDone = true;
     assertError(late, [504, 503, 429]);
     if (late.status === 504) assertErrorBody(late.text, 'openai');
     await blocker;
