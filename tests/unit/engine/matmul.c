@@ -438,6 +438,23 @@ START_TEST(test_multi_vs_single) {
 }
 END_TEST
 
+/* Matmul contexts on a 1-thread and a 2-thread pool. */
+static void two_ctx(px_pool *pools[2], px_matmul_ctx *ctx[2], int max_tok, int64_t max_in) {
+    for (int p = 0; p < 2; p++) {
+        pools[p] = px_pool_create(p + 1);
+        ck_assert_ptr_nonnull(pools[p]);
+        ctx[p] = px_matmul_ctx_create(pools[p], max_tok, max_in);
+        ck_assert_ptr_nonnull(ctx[p]);
+    }
+}
+
+static void free_two_ctx(px_pool *pools[2], px_matmul_ctx *ctx[2]) {
+    for (int p = 0; p < 2; p++) {
+        px_matmul_ctx_destroy(ctx[p]);
+        px_pool_destroy(pools[p]);
+    }
+}
+
 /* Batch invariance (kernels.h): row t of y is bitwise what px_matmul gives
  * for row t alone, for every dtype, n_tok (across the ROWS / GEMM16 switch
  * points and partial token groups) and thread count; rows of 25 blocks of
@@ -447,13 +464,9 @@ START_TEST(test_batch_invariant) {
     static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 16, 17, 31, 33, 64, 100, 513};
     enum { MT = 513, NI = 800, NO = 133, NPORT = 40 }; /* 133: chunks of 16+ rows */
     if (px_matmul_force_kernels(sets[_i]) != 0) return;
-    px_pool *pools[2] = {px_pool_create(1), px_pool_create(2)};
+    px_pool *pools[2];
     px_matmul_ctx *ctx[2];
-    for (int p = 0; p < 2; p++) {
-        ck_assert_ptr_nonnull(pools[p]);
-        ctx[p] = px_matmul_ctx_create(pools[p], MT, NI);
-        ck_assert_ptr_nonnull(ctx[p]);
-    }
+    two_ctx(pools, ctx, MT, NI);
     float *x = malloc(sizeof(float) * MT * NI);
     float *solo = malloc(sizeof(float) * MT * NO), *y = malloc(sizeof(float) * MT * NO);
     float *port = malloc(sizeof(float) * NPORT * NO);
@@ -497,10 +510,7 @@ START_TEST(test_batch_invariant) {
     free(solo);
     free(y);
     free(port);
-    for (int p = 0; p < 2; p++) {
-        px_matmul_ctx_destroy(ctx[p]);
-        px_pool_destroy(pools[p]);
-    }
+    free_two_ctx(pools, ctx);
     px_matmul_force_kernels("portable");
 }
 END_TEST
@@ -517,13 +527,9 @@ START_TEST(test_x16_vs_rows) {
     static const int64_t n_ins[] = {1824, 800, 256, 96};
     enum { MT = 129, NI = 1824, NO = 144 }; /* 9 groups of 16 rows */
     if (px_matmul_force_kernels(sets[_i]) != 0) return;
-    px_pool *pools[2] = {px_pool_create(1), px_pool_create(2)};
+    px_pool *pools[2];
     px_matmul_ctx *ctx[2];
-    for (int p = 0; p < 2; p++) {
-        ck_assert_ptr_nonnull(pools[p]);
-        ctx[p] = px_matmul_ctx_create(pools[p], MT, NI);
-        ck_assert_ptr_nonnull(ctx[p]);
-    }
+    two_ctx(pools, ctx, MT, NI);
     float *x = malloc(sizeof(float) * MT * NI);
     float *y0 = malloc(sizeof(float) * MT * NO), *y1 = malloc(sizeof(float) * MT * NO);
     ck_assert(x && y0 && y1);
@@ -590,10 +596,7 @@ START_TEST(test_x16_vs_rows) {
     free(x);
     free(y0);
     free(y1);
-    for (int p = 0; p < 2; p++) {
-        px_matmul_ctx_destroy(ctx[p]);
-        px_pool_destroy(pools[p]);
-    }
+    free_two_ctx(pools, ctx);
     px_matmul_force_kernels("portable");
 }
 END_TEST

@@ -33,11 +33,12 @@ static char *make_model(px_arch arch, px_dtype type) {
     return path;
 }
 
-static px_model *load(const char *path, int64_t kv_blocks) {
+static px_model *load_opts(const char *path, int64_t kv_blocks, int no_repack) {
     px_model_opts mo;
     px_model_opts_init(&mo);
     mo.n_threads = 2;
     mo.kv_blocks = kv_blocks;
+    mo.no_repack = no_repack;
     mo.max_batch_tokens = 256;
     mo.max_logit_rows = 256;
     mo.n_ctx = 1024;
@@ -45,6 +46,10 @@ static px_model *load(const char *path, int64_t kv_blocks) {
     px_model *m = px_model_load(path, &mo, err, sizeof err);
     ck_assert_msg(m != NULL, "load %s: %s", path, err);
     return m;
+}
+
+static px_model *load(const char *path, int64_t kv_blocks) {
+    return load_opts(path, kv_blocks, 0);
 }
 
 static float max_abs_diff(const float *a, const float *b, size_t n) {
@@ -180,20 +185,7 @@ END_TEST
  * embedding keeps reading the file's rows. */
 static void check_repack(px_arch arch, px_dtype type) {
     char *path = make_model(arch, type);
-    px_model_opts mo;
-    px_model_opts_init(&mo);
-    mo.n_threads = 2;
-    mo.kv_blocks = 64;
-    mo.max_batch_tokens = 256;
-    mo.max_logit_rows = 256;
-    mo.n_ctx = 1024;
-    char err[256];
-    px_model *m[2];
-    for (int i = 0; i < 2; i++) {
-        mo.no_repack = i;
-        m[i] = px_model_load(path, &mo, err, sizeof err);
-        ck_assert_msg(m[i] != NULL, "load: %s", err);
-    }
+    px_model *m[2] = {load_opts(path, 64, 0), load_opts(path, 64, 1)};
     if (px__kernels_get()->x16[type]) {
         ck_assert_ptr_nonnull(m[0]->packed);
         ck_assert_int_eq(m[0]->layers[0].w_gate.layout, PX_LAYOUT_X16);
