@@ -404,7 +404,9 @@ static int repack_weights(px_model *m, char *err, size_t errlen) {
     total = (total + huge - 1) / huge * huge;
     void *buf = NULL;
     if (posix_memalign(&buf, huge, total) != 0) {
-        rc = px_fail(err, errlen, PX_ENOMEM, "out of memory for the repacked weights (%zu MiB)",
+        rc = px_fail(err, errlen, PX_ENOMEM,
+                     "out of memory for the repacked weights (%zu MiB; without repacking "
+                     "(repack_weights = false) they are read from the file's pages)",
                      total >> 20);
         goto out;
     }
