@@ -422,8 +422,9 @@ enum {
     X16_PF_L2 = 16384, /* ... into L2 for more (farther would evict the slice from L1) */
 };
 
-/* The 8 k-step vectors (16 rows x 4 unsigned bytes) of one block of a group
- * (kernels.h). Q8_0 steps are loaded where they are used (*direct). */
+/* The 8 k-step vectors (16 rows x 4 unsigned bytes) of one Q4_0 / Q5_0
+ * block of a group (kernels.h). Q8_0's steps need no decoding: x16_tile
+ * loads them where it uses them. */
 AI void x16_decode(int ty, const uint8_t *blk, __m512i *u) {
     if (ty == PX_DTYPE_Q8_0) return;
     const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10);

@@ -357,7 +357,8 @@ static void job_repack(void *ctx, int ith, int nth) {
 
 /* Gives the file's pages under [p, p + n) back (whole pages inside only):
  * the repacked copy replaces them; a tied embedding reads its rows from the
- * file again as it needs them. */
+ * file again as it needs them. Only for px_gguf_open's private read-only
+ * file mapping: on anonymous memory MADV_DONTNEED would zero the data. */
 static void drop_pages(const void *p, size_t n) {
     long ps = sysconf(_SC_PAGESIZE);
     if (ps <= 0) return;
