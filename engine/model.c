@@ -586,6 +586,10 @@ int64_t px_model_weight_bytes_per_token(const px_model *m) {
     return b;
 }
 
+int64_t px_model_repacked_bytes(const px_model *m) {
+    return (int64_t)m->packed_bytes;
+}
+
 /* Copies block src to dst in the layers of one pool. */
 static void kv_copy_pool(px_model *m, int local, int32_t dst, int32_t src) {
     int64_t n = local ? m->kv_blocks_local : m->kv_blocks;

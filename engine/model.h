@@ -118,6 +118,10 @@ const char *px_model_name(const px_model *m);
 /* Bytes of weights read by one decode step with one logit row (for the
  * bandwidth bound in benchmarks). */
 int64_t px_model_weight_bytes_per_token(const px_model *m);
+/* Bytes allocated for the weights repacked at load (px_model_opts.
+ * no_repack; whole 2 MiB pages), 0 if none: anonymous memory the process
+ * holds in place of the file's pages. */
+int64_t px_model_repacked_bytes(const px_model *m);
 
 /* One sequence's view of one pool of the KV arena: physical block ids for
  * its logical blocks, in order; position p lives in blocks[p / block_size],

@@ -239,11 +239,12 @@ static void load_done(uv_work_t *req, int status) {
     const px_model_config *mc = px_model_config_get(s->model);
     px_log(PX_LOG_INFO,
            "loaded %s in %.2f s: %s, %d layers, d_model %d, vocab %d, context %d, %lld KV blocks "
-           "of %d tokens (%lld more for the sliding-window layers)",
+           "of %d tokens (%lld more for the sliding-window layers), %lld MiB of weights repacked",
            px_model_name(s->model), j->seconds, mc->arch == PX_ARCH_GEMMA3 ? "gemma3" : "llama",
            mc->n_layer, mc->n_embd, mc->n_vocab, px_model_n_ctx(s->model),
            (long long)px_model_kv_blocks(s->model), px_model_kv_block_size(s->model),
-           (long long)px_model_kv_blocks_local(s->model));
+           (long long)px_model_kv_blocks_local(s->model),
+           (long long)(px_model_repacked_bytes(s->model) >> 20));
     snprintf(s->model_id, sizeof s->model_id, "%s",
              cfg->model_id ? cfg->model_id : px_model_name(s->model));
     px_api_limits_init(&s->limits);

@@ -36,8 +36,10 @@ async function run(file) {
   return new Promise((resolve) => {
     const p = spawn(join(builddir, 'polluxd'), ['--model', file, '--host', '127.0.0.1', '--port', String(port), '--threads', '1',
       '--kv-cache-mb', '16', '--log-level', 'info'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
-    let log = '';
-    p.stderr.on('data', (d) => { log += d; if (/info: ready/.test(log)) p.kill('SIGTERM'); });
+    let log = '', stopping = false;
+    // One SIGTERM: a second one (the draining line arrives as more data)
+    // ends polluxd at once by the signal, as it should.
+    p.stderr.on('data', (d) => { log += d; if (!stopping && /info: ready/.test(log)) { stopping = true; p.kill('SIGTERM'); } });
     const t = setTimeout(() => p.kill('SIGKILL'), 15000);
     p.on('exit', (code, sig) => { clearTimeout(t); resolve({ code, sig, log }); });
   });

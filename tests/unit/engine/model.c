@@ -186,8 +186,10 @@ END_TEST
 static void check_repack(px_arch arch, px_dtype type) {
     char *path = make_model(arch, type);
     px_model *m[2] = {load_opts(path, 64, 0), load_opts(path, 64, 1)};
+    ck_assert_int_eq(px_model_repacked_bytes(m[1]), 0);
     if (px__kernels_get()->x16[type]) {
         ck_assert_ptr_nonnull(m[0]->packed);
+        ck_assert_int_ge(px_model_repacked_bytes(m[0]), px_model_weight_bytes_per_token(m[0]) / 2);
         ck_assert_int_eq(m[0]->layers[0].w_gate.layout, PX_LAYOUT_X16);
         ck_assert_int_eq(m[0]->output.layout, PX_LAYOUT_X16);
         ck_assert_int_eq(m[0]->tok_embd.layout, PX_LAYOUT_ROWS);
