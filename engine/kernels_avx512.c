@@ -143,6 +143,28 @@ AI void chunk_ints(const dsb *const *o, int R, int c, const px_block_q8t *xb, in
     }
 }
 
+/* Block product p[i] of chunk c (0..7, in order) into the canonical group
+ * tree of kernels.h, for n lanes-vectors: ((p0+p1)+(p2+p3))+((p4+p5)+(p6+p7))
+ * added to f[i] at c = 7; e, q, h hold the pending pair, quad and half. */
+AI void tree_step(int c, int n, const __m512 *p, __m512 *e, __m512 *q, __m512 *h, __m512 *f) {
+    _Pragma("GCC unroll 4") for (int i = 0; i < n; i++) {
+        if (!(c & 1)) {
+            e[i] = p[i];
+            continue;
+        }
+        __m512 pr = _mm512_add_ps(e[i], p[i]);
+        if (!(c & 2)) {
+            q[i] = pr;
+            continue;
+        }
+        __m512 quad = _mm512_add_ps(q[i], pr);
+        if (c < 4)
+            h[i] = quad;
+        else
+            f[i] = _mm512_add_ps(f[i], _mm512_add_ps(h[i], quad));
+    }
+}
+
 /* A group of cnt (<= 8) chunks of a _0 type for R rows: f[i] += G_i with
  * the block products and the tree of kernels.h (missing chunks are +0). */
 AI void group0_r(const dsb *const *o, int R, int cnt, const px_block_q8t *xb, int off, __m512 *f) {
@@ -160,22 +182,7 @@ AI void group0_r(const dsb *const *o, int R, int cnt, const px_block_q8t *xb, in
         } else {
             _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) p[i] = _mm512_setzero_ps();
         }
-        _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {
-            if (!(c & 1)) {
-                e[i] = p[i];
-                continue;
-            }
-            __m512 pr = _mm512_add_ps(e[i], p[i]);
-            if (!(c & 2)) {
-                q[i] = pr;
-                continue;
-            }
-            __m512 quad = _mm512_add_ps(q[i], pr);
-            if (c < 4)
-                h[i] = quad;
-            else
-                f[i] = _mm512_add_ps(f[i], _mm512_add_ps(h[i], quad));
-        }
+        tree_step(c, R, p, e, q, h, f);
     }
 }
 
@@ -496,22 +503,7 @@ AI void x16_tile(int ty, const uint8_t *grp, int64_t b0, int64_t b1, const px_bl
             } else {
                 _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) p[t] = _mm512_setzero_ps();
             }
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-                if (!(c & 1)) {
-                    e[t] = p[t];
-                    continue;
-                }
-                __m512 pr = _mm512_add_ps(e[t], p[t]);
-                if (!(c & 2)) {
-                    q[t] = pr;
-                    continue;
-                }
-                __m512 quad = _mm512_add_ps(q[t], pr);
-                if (c < 4)
-                    h[t] = quad;
-                else
-                    f[t] = _mm512_add_ps(f[t], _mm512_add_ps(h[t], quad));
-            }
+            tree_step(c, T, p, e, q, h, f);
         }
     }
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)

@@ -356,19 +356,11 @@ START_TEST(test_fault_plan_parse) {
 }
 END_TEST
 
-static void teardown(void) {
-    if (g_model_path) {
-        unlink(g_model_path);
-        free(g_model_path);
-        g_model_path = NULL;
-    }
-}
-
 Suite *px_suite_sched_faults(void) {
     Suite *s = suite_create("sched_faults");
     TCase *tc = tcase_create("faults");
     tcase_set_timeout(tc, 600);
-    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_checked_fixture(tc, NULL, drop_model);
     tcase_add_test(tc, test_failed_prefill_step);
     tcase_add_test(tc, test_failed_decode_step);
     tcase_add_test(tc, test_nan_row_in_prefill);

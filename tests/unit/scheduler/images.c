@@ -330,11 +330,7 @@ START_TEST(test_image_submit_errors) {
 END_TEST
 
 static void teardown(void) {
-    if (g_model_path) {
-        unlink(g_model_path);
-        free(g_model_path);
-        g_model_path = NULL;
-    }
+    drop_model();
     if (g_mmproj) {
         unlink(g_mmproj);
         free(g_mmproj);

@@ -781,16 +781,20 @@ START_TEST(test_stress_threaded) {
 }
 END_TEST
 
-static void teardown(void) {
-    if (g_ref_model) {
-        px_model_free(g_ref_model);
-        g_ref_model = NULL;
-    }
+void drop_model(void) {
     if (g_model_path) {
         unlink(g_model_path);
         free(g_model_path);
         g_model_path = NULL;
     }
+}
+
+static void teardown(void) {
+    if (g_ref_model) {
+        px_model_free(g_ref_model);
+        g_ref_model = NULL;
+    }
+    drop_model();
 }
 
 Suite *px_suite_sched(void) {

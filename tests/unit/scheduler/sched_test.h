@@ -34,6 +34,8 @@ typedef struct ref_run {
 extern char *g_model_path; /* the tiny gemma3 test model (Q8_0) */
 extern double g_itl_ratio; /* pacing of the schedulers make_sched creates */
 void make_model_once(void);
+/* Deletes the test model file made by make_model_once (suite teardowns). */
+void drop_model(void);
 px_model *load_model(int64_t kv_blocks, int max_batch, int logit_rows);
 px_sched *make_sched(px_model *m, int max_batch, int max_running, int prefix);
 /* Takes o->r's events into o. */

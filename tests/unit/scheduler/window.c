@@ -440,11 +440,7 @@ static void teardown(void) {
         px_model_free(g_ref);
         g_ref = NULL;
     }
-    if (g_model_path) {
-        unlink(g_model_path);
-        free(g_model_path);
-        g_model_path = NULL;
-    }
+    drop_model();
 }
 
 Suite *px_suite_sched_window(void) {
