@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "model_int.h"
 #include "ops.h"
 #include "px.h"
@@ -94,12 +95,17 @@ typedef struct attn_job {
     int local;
 } attn_job;
 
-/* One (row, head) pair: softmax(q·K / sqrt(d)) · V over the visible positions. */
-static void attend_one(px_model *m, const px_batch *b, int layer, int local, int row, int h,
-                       float *scores) {
+enum { ATTN_Q = PX__ATTN_Q, ATTN_V = 64 /* value rows per accumulation call */ };
+
+/* The query heads h0 .. h0+nq-1 (nq <= ATTN_Q) of one row, all on KV head
+ * kvh: softmax(q·K * scale) · V over the visible positions. The heads share
+ * each key and value load; the kernels keep every score and output the
+ * same whatever the grouping (kernels.h). */
+static void attend_heads(px_model *m, const px_batch *b, int layer, int local, int row, int h0,
+                         int nq, int kvh, float *scores) {
     const px_model_config *c = &m->cfg;
+    const px_kernels *ks = px__kernels_get();
     const int hd = c->head_dim, bs = m->kv_block_size;
-    const int kvh = h / (c->n_head / c->n_head_kv);
     const px_batch_seq *sq = &b->seqs[b->seq[row]];
     const int32_t p = b->pos[row];
     const int32_t *tbl = local && b->lseqs ? b->lseqs[b->seq[row]].blocks : sq->blocks;
@@ -108,42 +114,76 @@ static void attend_one(px_model *m, const px_batch *b, int layer, int local, int
     int32_t lo = 0;
     if (local && c->sliding_window > 0 && p - c->sliding_window + 1 > 0)
         lo = p - c->sliding_window + 1;
-    const float *q = m->rs.q + ((size_t)row * c->n_head + h) * hd;
-    float *out = m->rs.att + ((size_t)row * c->n_head + h) * hd;
-    const size_t head_off = (size_t)kvh * hd, slot_stride = (size_t)c->n_head_kv * hd;
-    float mx = -INFINITY;
-    for (int32_t t = lo; t <= hi; t++) {
-        const px_f16 *kb = px__kv_block(m, layer, 0, tbl[t / bs]);
-        float s =
-            px_dot_f16_f32(hd, kb + (size_t)(t % bs) * slot_stride + head_off, q) * c->attn_scale;
-        scores[t - lo] = s;
-        mx = s > mx ? s : mx;
+    const int32_t n = hi - lo + 1;
+    const size_t sstride = (size_t)m->n_ctx + 16, kv_dim = (size_t)c->n_head_kv * hd;
+    const float *q = m->rs.q + ((size_t)row * c->n_head + h0) * hd;
+    float *out = m->rs.att + ((size_t)row * c->n_head + h0) * hd;
+
+    /* Scores, PX_ATTN_TILE / nq key vectors (8 tokens of one block) a call. */
+    const int nv_max = PX_MAX(1, PX_ATTN_TILE / nq);
+    const px_f16 *kv[PX_ATTN_TILE];
+    int32_t t_at[PX_ATTN_TILE], t_cnt[PX_ATTN_TILE];
+    float tile[ATTN_Q * 8 * PX_ATTN_TILE];
+    int nv = 0;
+    for (int32_t t = lo; t <= hi || nv > 0;) {
+        if (t <= hi) {
+            int32_t j = t % bs, cnt = PX_MIN(PX_MIN(8, bs - j), hi + 1 - t);
+            kv[nv] = px__kv_block(m, layer, 0, tbl[t / bs]) + (size_t)kvh * hd * bs + j;
+            t_at[nv] = t;
+            t_cnt[nv++] = cnt;
+            t += cnt;
+            if (nv < nv_max && t <= hi) continue;
+        }
+        ks->attn_scores(hd, q, (size_t)hd, nq, kv, nv, (size_t)bs, tile, (size_t)(8 * nv_max));
+        for (int i = 0; i < nq; i++)
+            for (int v = 0; v < nv; v++)
+                for (int l = 0; l < t_cnt[v]; l++)
+                    scores[(size_t)i * sstride + (size_t)(t_at[v] - lo + l)] =
+                        tile[(size_t)i * (size_t)(8 * nv_max) + (size_t)(8 * v + l)] *
+                        c->attn_scale;
+        nv = 0;
     }
-    int32_t n = hi - lo + 1;
-    float sum = 0.0f;
-    for (int32_t i = 0; i < n; i++) {
-        scores[i] = px_expf(scores[i] - mx);
-        sum += scores[i];
+    /* Softmax per head; the scores become the weights. */
+    for (int i = 0; i < nq; i++) {
+        float *si = scores + (size_t)i * sstride, mx = -INFINITY, sum = 0.0f;
+        for (int32_t k = 0; k < n; k++)
+            mx = si[k] > mx ? si[k] : mx;
+        ks->exp_shift(si, n, mx);
+        for (int32_t k = 0; k < n; k++)
+            sum += si[k];
+        float inv = 1.0f / sum;
+        for (int32_t k = 0; k < n; k++)
+            si[k] *= inv;
+        memset(out + (size_t)i * hd, 0, sizeof(float) * (size_t)hd);
     }
-    float inv = 1.0f / sum;
-    memset(out, 0, sizeof(float) * (size_t)hd);
-    for (int32_t t = lo; t <= hi; t++) {
-        const px_f16 *vb = px__kv_block(m, layer, 1, tbl[t / bs]);
-        px_axpy_f16_f32(hd, scores[t - lo] * inv, vb + (size_t)(t % bs) * slot_stride + head_off,
-                        out);
+    const px_f16 *vr[ATTN_V];
+    for (int32_t t0 = lo; t0 <= hi; t0 += ATTN_V) {
+        int nt = (int)PX_MIN((int32_t)ATTN_V, hi + 1 - t0);
+        for (int k = 0; k < nt; k++) {
+            int32_t t = t0 + k;
+            vr[k] = px__kv_block(m, layer, 1, tbl[t / bs]) + (size_t)(t % bs) * kv_dim +
+                    (size_t)kvh * hd;
+        }
+        ks->attn_accum(hd, scores + (t0 - lo), sstride, nq, vr, nt, out, (size_t)hd);
     }
 }
 
 static void attn_worker(void *ctx, int ith, int nth) {
     attn_job *j = ctx;
     px_model *m = j->m;
-    const int n_head = m->cfg.n_head;
-    const int64_t total = (int64_t)j->b->n_tok * n_head;
-    float *scores = m->rs.scores + (size_t)ith * (size_t)(m->n_ctx + 16);
+    const int n_head = m->cfg.n_head, group = n_head / m->cfg.n_head_kv;
+    const int per_row = m->cfg.n_head_kv * ((group + ATTN_Q - 1) / ATTN_Q);
+    const int64_t total = (int64_t)j->b->n_tok * per_row;
+    float *scores = m->rs.scores + (size_t)ith * ATTN_Q * (size_t)(m->n_ctx + 16);
     /* Interleaved split: causal rows get longer down the batch, so contiguous
      * ranges would leave the last worker with most of the work. */
-    for (int64_t w = ith; w < total; w += nth)
-        attend_one(m, j->b, j->layer, j->local, (int)(w / n_head), (int)(w % n_head), scores);
+    for (int64_t w = ith; w < total; w += nth) {
+        int row = (int)(w / per_row), r = (int)(w % per_row);
+        int kvh = r / ((group + ATTN_Q - 1) / ATTN_Q), part = r % ((group + ATTN_Q - 1) / ATTN_Q);
+        int h0 = kvh * group + part * ATTN_Q;
+        attend_heads(m, j->b, j->layer, j->local, row, h0, PX_MIN(ATTN_Q, group - part * ATTN_Q),
+                     kvh, scores);
+    }
 }
 
 /* RMS norms of many rows are spread over the pool (a prefill's norms took
@@ -170,21 +210,24 @@ static void norm(px_model *m, float *y, const float *x, const void *w, int64_t r
         px_rmsnorm(y, x, w, rows, n, eps);
 }
 
-/* Writes this batch's K and V rows (already roped) into the cache. */
+/* Writes this batch's K and V rows (already roped) into the cache: V as
+ * rows, K transposed within the block (kernels.h). */
 static void store_kv(px_model *m, const px_batch *b, int layer) {
     const px_model_config *c = &m->cfg;
-    const int bs = m->kv_block_size;
-    const size_t kv_dim = (size_t)c->n_head_kv * c->head_dim;
+    const int bs = m->kv_block_size, hd = c->head_dim;
+    const size_t kv_dim = (size_t)c->n_head_kv * hd;
     const int local = m->layers[layer].is_local;
+    px_f16 *kh = m->rs.k16;
     for (int i = 0; i < b->n_tok; i++) {
         const px_batch_seq *sq = &b->seqs[b->seq[i]];
         const int32_t *tbl = local && b->lseqs ? b->lseqs[b->seq[i]].blocks : sq->blocks;
         int32_t p = b->pos[i];
-        size_t off = (size_t)(p % bs) * kv_dim;
-        px_f32_to_f16_row((int64_t)kv_dim, m->rs.k + i * kv_dim,
-                          px__kv_block(m, layer, 0, tbl[p / bs]) + off);
+        px_f32_to_f16_row((int64_t)kv_dim, m->rs.k + i * kv_dim, kh);
+        px_f16 *kb = px__kv_block(m, layer, 0, tbl[p / bs]) + p % bs;
+        for (size_t e = 0; e < kv_dim; e++)
+            kb[e * (size_t)bs] = kh[e];
         px_f32_to_f16_row((int64_t)kv_dim, m->rs.v + i * kv_dim,
-                          px__kv_block(m, layer, 1, tbl[p / bs]) + off);
+                          px__kv_block(m, layer, 1, tbl[p / bs]) + (size_t)(p % bs) * kv_dim);
     }
 }
 

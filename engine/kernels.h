@@ -102,6 +102,30 @@ typedef void (*px_to_f32_fn)(const void *w, float *y, int64_t n);
 typedef void (*px_x16_fn)(int64_t n, const void *w, int n_groups, const px_block_q8a *x,
                           size_t x_stride, int n_tok, float *y, size_t y_stride);
 
+/* Attention. A score is one fused multiply-add chain over d in order,
+ * s = fma(q[hd-1], k[hd-1], ... fma(q[0], k[0], 0)); an output element
+ * continues o[d] = fma(w_t, v_t[d], o[d]) over the keys in the order given.
+ * So a score or an output never depends on which other queries, keys or
+ * lanes share its call (batch invariance, above).
+ *
+ * K blocks are stored transposed (kernels read 8 tokens per load): element
+ * d of token j of KV head h at blk[(h * hd + d) * bs + j]. A key vector is
+ * 8 consecutive tokens of one block and head: lane l of element d at
+ * kv[d * kstride + l] (lanes past the block's tokens read other elements of
+ * the block; their scores are to be ignored).
+ *
+ * scores: s[i * s_stride + 8 * v + l] = score of query i (hd floats at q +
+ * i * q_stride) and lane l of key vector v, for i < nq, v < nv, l < 8;
+ * nq * nv <= PX_ATTN_TILE. */
+#define PX_ATTN_TILE 8
+typedef void (*px_attn_scores_fn)(int hd, const float *q, size_t q_stride, int nq,
+                                  const px_f16 *const *kv, int nv, size_t kstride, float *s,
+                                  size_t s_stride);
+/* accum: for t = 0 .. nt-1, o_i[d] = fma(w[i * w_stride + t], v[t][d], o_i[d])
+ * for i < nq (<= 4) and d < hd; o_i = o + i * o_stride. */
+typedef void (*px_attn_accum_fn)(int hd, const float *w, size_t w_stride, int nq,
+                                 const px_f16 *const *v, int nt, float *o, size_t o_stride);
+
 typedef struct px_kernels {
     const char *name;                      /* "portable", "avx2", "avx512-vnni" */
     px_vec_dot_fn vec_dot[PX_DTYPE_COUNT]; /* NULL for dtypes without kernels */
@@ -114,8 +138,11 @@ typedef struct px_kernels {
     void (*quantize_q8a)(const float *x, px_block_q8a *y, int64_t n);
     /* x (n floats, n % 256 == 0) -> n / 256 blocks with bsums. */
     void (*quantize_q8k)(const float *x, px_block_q8_K *y, int64_t n);
-    float (*dot_f16_f32)(int64_t n, const px_f16 *a, const float *b);
-    void (*axpy_f16_f32)(int64_t n, float alpha, const px_f16 *x, float *y);
+    /* Attention tiles; every set gives the portable bits (fmaf chains). */
+    px_attn_scores_fn attn_scores;
+    px_attn_accum_fn attn_accum;
+    /* x[i] = px_expf(x[i] - shift) (ops.c), bit for bit. */
+    void (*exp_shift)(float *x, int64_t n, float shift);
     void (*f32_to_f16_row)(int64_t n, const float *x, px_f16 *y);
     /* gate[i] = act(gate[i]) * up[i], act = gelu_tanh (geglu) or silu
      * (swiglu): the operations of ops.c's px_geglu / px_swiglu in the same

@@ -533,16 +533,33 @@ void px__x16_ref(px_dtype t, int64_t n, const void *w, int n_groups, const px_bl
 
 /* ---- attention helpers --------------------------------------------------- */
 
-static float dot_f16_f32(int64_t n, const px_f16 *a, const float *b) {
-    float acc = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        acc += px__f16_to_f32(a[i]) * b[i];
-    return acc;
+static void attn_scores(int hd, const float *q, size_t q_stride, int nq, const px_f16 *const *kv,
+                        int nv, size_t kstride, float *s, size_t s_stride) {
+    for (int i = 0; i < nq; i++)
+        for (int v = 0; v < nv; v++)
+            for (int l = 0; l < 8; l++) {
+                float acc = 0.0f;
+                for (int d = 0; d < hd; d++)
+                    acc = fmaf(q[(size_t)i * q_stride + (size_t)d],
+                               px__f16_to_f32(kv[v][(size_t)d * kstride + (size_t)l]), acc);
+                s[(size_t)i * s_stride + (size_t)(8 * v + l)] = acc;
+            }
 }
 
-static void axpy_f16_f32(int64_t n, float alpha, const px_f16 *x, float *y) {
+static void attn_accum(int hd, const float *w, size_t w_stride, int nq, const px_f16 *const *v,
+                       int nt, float *o, size_t o_stride) {
+    for (int t = 0; t < nt; t++)
+        for (int i = 0; i < nq; i++) {
+            float wi = w[(size_t)i * w_stride + (size_t)t];
+            float *oi = o + (size_t)i * o_stride;
+            for (int d = 0; d < hd; d++)
+                oi[d] = fmaf(wi, px__f16_to_f32(v[t][d]), oi[d]);
+        }
+}
+
+static void exp_shift(float *x, int64_t n, float shift) {
     for (int64_t i = 0; i < n; i++)
-        y[i] += alpha * px__f16_to_f32(x[i]);
+        x[i] = px_expf(x[i] - shift);
 }
 
 static void f32_to_f16_row(int64_t n, const float *x, px_f16 *y) {
@@ -578,8 +595,9 @@ const px_kernels px__kernels_ref = {
         },
     .quantize_q8a = quantize_q8a,
     .quantize_q8k = quantize_q8k,
-    .dot_f16_f32 = dot_f16_f32,
-    .axpy_f16_f32 = axpy_f16_f32,
+    .attn_scores = attn_scores,
+    .attn_accum = attn_accum,
+    .exp_shift = exp_shift,
     .f32_to_f16_row = f32_to_f16_row,
     .geglu = px_geglu,
     .swiglu = px_swiglu,

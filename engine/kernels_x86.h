@@ -12,6 +12,7 @@
 #define PX_KERNELS_X86_H
 
 #include <immintrin.h>
+#include <math.h>
 
 #include "kernels.h"
 #include "ops.h"
@@ -579,19 +580,100 @@ static void to_f32_bf16(const void *w, float *y, int64_t n) {
 
 /* ---- attention helpers --------------------------------------------------- */
 
-static float dot_f16_f32(int64_t n, const px_f16 *a, const float *b) {
-    float out;
-    dot_f16(n, a, b, 0, 1, &out);
-    return out;
+/* NQ queries x NV key vectors of 8 lanes, one fma chain per lane (kernels.h). */
+ALWAYS_INLINE void scores_tile(int hd, const float *q, size_t q_stride, const px_f16 *const *kv,
+                               size_t kstride, float *s, size_t s_stride, int NQ, int NV, int nv) {
+    __m256 acc[PX_ATTN_TILE];
+    _Pragma("GCC unroll 8") for (int a = 0; a < NQ * NV; a++) acc[a] = _mm256_setzero_ps();
+    for (int d = 0; d < hd; d++) {
+        __m256 k[PX_ATTN_TILE];
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) k[v] =
+            ld_f16(kv[v < nv ? v : nv - 1] + (size_t)d * kstride);
+        _Pragma("GCC unroll 4") for (int i = 0; i < NQ; i++) {
+            __m256 qi = _mm256_broadcast_ss(q + (size_t)i * q_stride + (size_t)d);
+            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) acc[i * NV + v] =
+                _mm256_fmadd_ps(qi, k[v], acc[i * NV + v]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < NQ; i++)
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) if (v < nv)
+            _mm256_storeu_ps(s + (size_t)i * s_stride + (size_t)(8 * v), acc[i * NV + v]);
 }
 
-static void axpy_f16_f32(int64_t n, float alpha, const px_f16 *x, float *y) {
-    __m256 va = _mm256_set1_ps(alpha);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, ld_f16(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++)
-        y[i] += alpha * f16(x[i]);
+static void attn_scores(int hd, const float *q, size_t q_stride, int nq, const px_f16 *const *kv,
+                        int nv, size_t kstride, float *s, size_t s_stride) {
+    for (int i0 = 0; i0 < nq; i0 += 4) {
+        const float *qi = q + (size_t)i0 * q_stride;
+        float *si = s + (size_t)i0 * s_stride;
+        switch (PX_MIN(4, nq - i0)) {
+        case 1:
+            for (int v0 = 0; v0 < nv; v0 += 8)
+                scores_tile(hd, qi, q_stride, kv + v0, kstride, si + 8 * v0, s_stride, 1, 8,
+                            PX_MIN(8, nv - v0));
+            break;
+        case 2:
+            for (int v0 = 0; v0 < nv; v0 += 4)
+                scores_tile(hd, qi, q_stride, kv + v0, kstride, si + 8 * v0, s_stride, 2, 4,
+                            PX_MIN(4, nv - v0));
+            break;
+        case 3:
+            for (int v0 = 0; v0 < nv; v0 += 2)
+                scores_tile(hd, qi, q_stride, kv + v0, kstride, si + 8 * v0, s_stride, 3, 2,
+                            PX_MIN(2, nv - v0));
+            break;
+        default:
+            for (int v0 = 0; v0 < nv; v0 += 2)
+                scores_tile(hd, qi, q_stride, kv + v0, kstride, si + 8 * v0, s_stride, 4, 2,
+                            PX_MIN(2, nv - v0));
+            break;
+        }
+    }
+}
+
+/* NQ queries x DV vectors of 8 dims from d0, over all nt keys in order. */
+ALWAYS_INLINE void accum_tile(int d0, const float *w, size_t w_stride, const px_f16 *const *v,
+                              int nt, float *o, size_t o_stride, int NQ, int DV) {
+    __m256 acc[PX_ATTN_TILE];
+    _Pragma("GCC unroll 4") for (int i = 0; i < NQ; i++)
+        _Pragma("GCC unroll 8") for (int j = 0; j < DV; j++) acc[i * DV + j] =
+            _mm256_loadu_ps(o + (size_t)i * o_stride + (size_t)(d0 + 8 * j));
+    for (int t = 0; t < nt; t++) {
+        __m256 x[PX_ATTN_TILE];
+        _Pragma("GCC unroll 8") for (int j = 0; j < DV; j++) x[j] = ld_f16(v[t] + d0 + 8 * j);
+        _Pragma("GCC unroll 4") for (int i = 0; i < NQ; i++) {
+            __m256 wi = _mm256_broadcast_ss(w + (size_t)i * w_stride + (size_t)t);
+            _Pragma("GCC unroll 8") for (int j = 0; j < DV; j++) acc[i * DV + j] =
+                _mm256_fmadd_ps(wi, x[j], acc[i * DV + j]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < NQ; i++)
+        _Pragma("GCC unroll 8") for (int j = 0; j < DV; j++)
+            _mm256_storeu_ps(o + (size_t)i * o_stride + (size_t)(d0 + 8 * j), acc[i * DV + j]);
+}
+
+ALWAYS_INLINE void accum_rows(int hd, const float *w, size_t w_stride, const px_f16 *const *v,
+                              int nt, float *o, size_t o_stride, int NQ, int DV) {
+    int d = 0;
+    for (; d + 8 * DV <= hd; d += 8 * DV)
+        accum_tile(d, w, w_stride, v, nt, o, o_stride, NQ, DV);
+    for (; d + 8 <= hd; d += 8)
+        accum_tile(d, w, w_stride, v, nt, o, o_stride, NQ, 1);
+    for (; d < hd; d++) /* the same chain per element as the vectors */
+        for (int t = 0; t < nt; t++)
+            for (int i = 0; i < NQ; i++)
+                o[(size_t)i * o_stride + (size_t)d] =
+                    fmaf(w[(size_t)i * w_stride + (size_t)t], f16(v[t][d]),
+                         o[(size_t)i * o_stride + (size_t)d]);
+}
+
+static void attn_accum(int hd, const float *w, size_t w_stride, int nq, const px_f16 *const *v,
+                       int nt, float *o, size_t o_stride) {
+    switch (nq) {
+    case 1: accum_rows(hd, w, w_stride, v, nt, o, o_stride, 1, 8); break;
+    case 2: accum_rows(hd, w, w_stride, v, nt, o, o_stride, 2, 4); break;
+    case 3: accum_rows(hd, w, w_stride, v, nt, o, o_stride, 3, 2); break;
+    default: accum_rows(hd, w, w_stride, v, nt, o, o_stride, 4, 2); break;
+    }
 }
 
 static void f32_to_f16_row(int64_t n, const float *x, px_f16 *y) {
@@ -622,6 +704,15 @@ ALWAYS_INLINE __m256 expf8(__m256 x) {
     __m256i bits =
         _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+static void exp_shift(float *x, int64_t n, float shift) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i,
+                         expf8(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(shift))));
+    for (; i < n; i++)
+        x[i] = px_expf(x[i] - shift);
 }
 
 /* px_geglu's operations on 8 lanes; the tail goes through px_geglu itself. */
@@ -663,8 +754,8 @@ static void swiglu(float *gate, const float *up, int64_t n) {
                [PX_DTYPE_Q5_K] = to_f32_q5_K, [PX_DTYPE_Q6_K] = to_f32_q6_K,                       \
                [PX_DTYPE_F32] = to_f32_f32,   [PX_DTYPE_F16] = to_f32_f16,                         \
                [PX_DTYPE_BF16] = to_f32_bf16},                                                     \
-    .quantize_q8a = quantize_q8a, .quantize_q8k = quantize_q8k, .dot_f16_f32 = dot_f16_f32,        \
-    .axpy_f16_f32 = axpy_f16_f32, .f32_to_f16_row = f32_to_f16_row, .geglu = geglu,                \
-    .swiglu = swiglu
+    .quantize_q8a = quantize_q8a, .quantize_q8k = quantize_q8k, .attn_scores = attn_scores,        \
+    .attn_accum = attn_accum, .exp_shift = exp_shift, .f32_to_f16_row = f32_to_f16_row,            \
+    .geglu = geglu, .swiglu = swiglu
 
 #endif

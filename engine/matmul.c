@@ -428,15 +428,7 @@ void px_glu(px_matmul_ctx *ctx, bool gelu, float *gate, const float *up, int64_t
         job_glu(&j, 0, 1);
 }
 
-/* ---- attention helpers --------------------------------------------------- */
-
-float px_dot_f16_f32(int64_t n, const px_f16 *a, const float *b) {
-    return px__kernels_get()->dot_f16_f32(n, a, b);
-}
-
-void px_axpy_f16_f32(int64_t n, float alpha, const px_f16 *x, float *y) {
-    px__kernels_get()->axpy_f16_f32(n, alpha, x, y);
-}
+/* ---- F16 rows ------------------------------------------------------------ */
 
 void px_f32_to_f16_row(int64_t n, const float *x, px_f16 *y) {
     px__kernels_get()->f32_to_f16_row(n, x, y);

@@ -41,13 +41,9 @@ int px_matmul(px_matmul_ctx *ctx, const px_tensor *w, const float *x, int n_tok,
 int px_matmul_multi(px_matmul_ctx *ctx, int n, const px_tensor *const *w, const float *x, int n_tok,
                     float *const *y);
 
-/* Vector helpers for attention over the F16 KV cache, dispatched to the same
- * kernel set as px_matmul. n is any length (no block constraint). */
-/* Returns sum_i a[i] * b[i]. */
-float px_dot_f16_f32(int64_t n, const px_f16 *a, const float *b);
-/* y[i] += alpha * x[i]. */
-void px_axpy_f16_f32(int64_t n, float alpha, const px_f16 *x, float *y);
-/* y[i] = (f16) x[i], round to nearest even. */
+/* For the F16 KV cache, on the same kernel set as px_matmul (the attention
+ * tiles are px__kernels_get()'s, kernels.h): y[i] = (f16) x[i], round to
+ * nearest even; n is any length. */
 void px_f32_to_f16_row(int64_t n, const float *x, px_f16 *y);
 
 /* gate[i] = act(gate[i]) * up[i] for i < n, act = gelu_tanh when gelu, else

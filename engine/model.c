@@ -240,9 +240,11 @@ static int alloc_run_state(px_model *m) {
     rs->rope_g = xcalloc(T * c->head_dim, sizeof(float));
     rs->rope_l = xcalloc(T * c->head_dim, sizeof(float));
     rs->xl = xcalloc((size_t)m->max_logit_rows * c->n_embd, sizeof(float));
-    rs->scores = xcalloc((size_t)m->n_threads * (size_t)(m->n_ctx + 16), sizeof(float));
+    rs->scores =
+        xcalloc((size_t)m->n_threads * PX__ATTN_Q * (size_t)(m->n_ctx + 16), sizeof(float));
+    rs->k16 = xcalloc(kv_dim, sizeof(px_f16));
     return rs->x && rs->xn && rs->q && rs->k && rs->v && rs->att && rs->gate && rs->up &&
-                   rs->rope_g && rs->rope_l && rs->xl && rs->scores
+                   rs->rope_g && rs->rope_l && rs->xl && rs->scores && rs->k16
                ? 0
                : PX_ENOMEM;
 }
@@ -260,6 +262,7 @@ static void free_run_state(px_run_state *rs) {
     free(rs->rope_l);
     free(rs->xl);
     free(rs->scores);
+    free(rs->k16);
 }
 
 static float *make_inv_freq(int head_dim, float base, float scale) {
@@ -320,7 +323,8 @@ static int alloc_kv(px_model *m, const px_model_opts *o, char *err, size_t errle
             return px_fail(err, errlen, PX_ETOOBIG, "KV cache of %lld + %lld blocks is too large",
                            (long long)g, (long long)l);
     }
-    m->kv = calloc(off, sizeof(px_f16));
+    /* + 8: a key vector's lanes past the last block's tokens read on (kernels.h) */
+    m->kv = calloc(off + 8, sizeof(px_f16));
     if (!m->kv)
         return px_fail(err, errlen, PX_ENOMEM, "out of memory for the KV cache (%zu MiB)",
                        off * sizeof(px_f16) >> 20);

@@ -6,7 +6,8 @@
  * shape, and preallocates everything a forward pass needs: activations for
  * up to max_batch_tokens rows, matmul scratch, and the paged KV arena.
  *
- * The KV arena is two pools of blocks of kv_block_size tokens (F16 K and V):
+ * The KV arena is two pools of blocks of kv_block_size tokens (F16 K and V;
+ * K transposed within a block, so attention reads 8 tokens per load):
  * the global pool holds the global layers (every layer of a model without
  * sliding-window layers, e.g. llama), the local pool the sliding-window
  * layers. Each pool has its own block ids, and a sequence one block table per

@@ -43,8 +43,12 @@ typedef struct px_run_state {
     float *rope_g; /* (n_tok, head_dim) cos then sin halves, global base */
     float *rope_l; /* (n_tok, head_dim) local base */
     float *xl;     /* (max_logit_rows, n_embd) rows that want logits */
-    float *scores; /* (n_threads, n_ctx) attention scores per worker */
+    float *scores; /* (n_threads, PX__ATTN_Q, n_ctx + 16) attention weights per worker */
+    px_f16 *k16;   /* (n_head_kv*head_dim) a K row in F16 before its transposed store */
 } px_run_state;
+
+/* Query heads one attention pass serves (they share each K and V load). */
+#define PX__ATTN_Q 4
 
 struct px_model {
     px_model_config cfg;

@@ -601,30 +601,116 @@ START_TEST(test_x16_vs_rows) {
 }
 END_TEST
 
+/* The attention tiles of every set give the portable set's bits (one fma
+ * chain per score and per output element), whatever nq / nv / nt, head
+ * dims that are not a multiple of 8, and key vectors that start anywhere
+ * in a transposed block; and they are near a double reference. */
+static void attn_tiles_check(const px_kernels *ks, const px_kernels *ref, int hd, int bs) {
+    enum { NB = 5, NQ = 6 };
+    const int n_keys = NB * bs;
+    px_f16 *kt = calloc((size_t)(NB * bs * hd + 8), sizeof(px_f16)); /* one head, NB blocks */
+    px_f16 *vr = calloc((size_t)(n_keys * hd), sizeof(px_f16));
+    float *q = malloc(sizeof(float) * NQ * (size_t)hd), *tmp = malloc(sizeof(float) * (size_t)hd);
+    px_test_fill_random(q, (size_t)(NQ * hd), 7 + hd);
+    for (int t = 0; t < n_keys; t++) {
+        px_test_fill_random(tmp, (size_t)hd, 100 + t);
+        for (int d = 0; d < hd; d++) {
+            kt[(t / bs) * bs * hd + d * bs + t % bs] = px_f32_to_f16(tmp[d]);
+            vr[t * hd + d] = px_f32_to_f16(tmp[d] * 0.5f - 0.1f);
+        }
+    }
+    for (int nq = 1; nq <= NQ; nq++) {
+        /* key vectors from every start lane of block 1 and of block 3 */
+        const px_f16 *kv[PX_ATTN_TILE];
+        int starts[PX_ATTN_TILE];
+        int nv = PX_MAX(1, PX_ATTN_TILE / nq) - (nq == 2); /* 2: a partial tile */
+        for (int v = 0; v < nv; v++) {
+            int blk = v % 2 ? 3 : 1, j = (v * 3) % bs;
+            starts[v] = blk * bs + j;
+            kv[v] = kt + (size_t)blk * bs * hd + j;
+        }
+        float s0[NQ * 8 * PX_ATTN_TILE], s1[NQ * 8 * PX_ATTN_TILE];
+        ref->attn_scores(hd, q, (size_t)hd, nq, kv, nv, (size_t)bs, s0, 8 * PX_ATTN_TILE);
+        ks->attn_scores(hd, q, (size_t)hd, nq, kv, nv, (size_t)bs, s1, 8 * PX_ATTN_TILE);
+        for (int i = 0; i < nq; i++)
+            for (int v = 0; v < nv; v++)
+                for (int l = 0; l < 8 && (starts[v] % bs) + l < bs; l++) {
+                    float a = s0[i * 8 * PX_ATTN_TILE + 8 * v + l],
+                          b = s1[i * 8 * PX_ATTN_TILE + 8 * v + l];
+                    ck_assert_msg(memcmp(&a, &b, 4) == 0,
+                                  "%s scores hd %d nq %d v %d l %d: %a vs %a", ks->name, hd, nq, v,
+                                  l, (double)a, (double)b);
+                    double r = 0, mag = 0;
+                    int t = starts[v] + l;
+                    for (int d = 0; d < hd; d++) {
+                        double x = (double)q[i * hd + d] *
+                                   px_f16_to_f32(kt[(t / bs) * bs * hd + d * bs + t % bs]);
+                        r += x;
+                        mag += fabs(x);
+                    }
+                    ck_assert_msg(fabs(a - r) <= 1e-5 * mag + 1e-7, "score %g vs %g", (double)a, r);
+                }
+        if (nq > 4) continue;
+        /* outputs over every key, continuing from non-zero values */
+        const px_f16 *rows[64];
+        float w[4 * 64], o0[4 * 260], o1[4 * 260];
+        int nt = PX_MIN(64, n_keys);
+        for (int t = 0; t < nt; t++)
+            rows[t] = vr + (size_t)(n_keys - 1 - t) * hd; /* any order */
+        px_test_fill_random(w, 4 * 64, 55 + nq);
+        px_test_fill_random(o0, 4 * 260, 66 + nq);
+        memcpy(o1, o0, sizeof o0);
+        float init[4 * 260];
+        memcpy(init, o0, sizeof o0);
+        ref->attn_accum(hd, w, 64, nq, rows, nt, o0, 260);
+        ks->attn_accum(hd, w, 64, nq, rows, nt, o1, 260);
+        for (int i = 0; i < nq; i++)
+            for (int d = 0; d < hd; d++) {
+                ck_assert_msg(memcmp(&o0[i * 260 + d], &o1[i * 260 + d], 4) == 0,
+                              "%s accum hd %d nq %d d %d: %a vs %a", ks->name, hd, nq, d,
+                              (double)o0[i * 260 + d], (double)o1[i * 260 + d]);
+                double r = init[i * 260 + d], mag = fabs(r);
+                for (int t = 0; t < nt; t++) {
+                    double x = (double)w[i * 64 + t] * px_f16_to_f32(rows[t][d]);
+                    r += x;
+                    mag += fabs(x);
+                }
+                ck_assert_msg(fabs(o0[i * 260 + d] - r) <= 1e-5 * mag + 1e-7, "out %g vs %g",
+                              (double)o0[i * 260 + d], r);
+            }
+    }
+    free(kt);
+    free(vr);
+    free(q);
+    free(tmp);
+}
+
 START_TEST(test_attention_helpers) {
-    static const int lens[] = {1, 7, 33, 257};
     if (px_matmul_force_kernels(sets[_i]) != 0) return;
+    const px_kernels *ks = px__kernels_get();
+    static const int hds[] = {4, 8, 13, 64, 256}, bss[] = {1, 3, 8, 16, 20};
+    for (size_t h = 0; h < PX_ARRAY_LEN(hds); h++)
+        for (size_t k = 0; k < PX_ARRAY_LEN(bss); k++)
+            attn_tiles_check(ks, &px__kernels_ref, hds[h], bss[k]);
+    static const int lens[] = {1, 7, 33, 257};
     for (size_t k = 0; k < PX_ARRAY_LEN(lens); k++) {
         int n = lens[k];
-        float a[257], b[257], y[257], y0[257];
+        float a[257];
         px_f16 h[257];
         px_test_fill_random(a, (size_t)n, 21 + k);
-        px_test_fill_random(b, (size_t)n, 31 + k);
-        px_test_fill_random(y, (size_t)n, 41 + k);
-        memcpy(y0, y, sizeof(float) * (size_t)n);
         px_f32_to_f16_row(n, a, h);
-        double ref = 0.0, mag = 0.0;
-        for (int i = 0; i < n; i++) {
-            ck_assert_uint_eq(h[i], px_f32_to_f16(a[i])); /* round to nearest even */
-            ref += (double)px_f16_to_f32(h[i]) * b[i];
-            mag += fabs((double)px_f16_to_f32(h[i]) * b[i]);
-        }
-        float got = px_dot_f16_f32(n, h, b);
-        ck_assert_msg(fabs(got - ref) <= 1e-6 * mag + 1e-7, "%s dot n=%d: %g vs %g", sets[_i], n,
-                      (double)got, ref);
-        px_axpy_f16_f32(n, 0.75f, h, y);
         for (int i = 0; i < n; i++)
-            ck_assert_float_eq_tol(y[i], y0[i] + 0.75f * px_f16_to_f32(h[i]), 1e-6f);
+            ck_assert_uint_eq(h[i], px_f32_to_f16(a[i])); /* round to nearest even */
+        /* exp_shift is px_expf bit for bit, over the clamps too */
+        float e[257];
+        for (int i = 0; i < n; i++)
+            e[i] = a[i] * 60.0f;
+        ks->exp_shift(e, n, 25.0f);
+        for (int i = 0; i < n; i++) {
+            float want = px_expf(a[i] * 60.0f - 25.0f);
+            ck_assert_msg(memcmp(&e[i], &want, 4) == 0, "%s exp(%g)", ks->name,
+                          (double)(a[i] * 60.0f - 25.0f));
+        }
     }
     /* rounding corner cases: ties, subnormals, overflow, infinities */
     static const float special[] = {1.0009765625f + 0.00048828125f, /* tie, rounds to even */
