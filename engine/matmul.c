@@ -101,7 +101,19 @@ struct px_matmul_ctx {
     int n_jobs;
     int64_t n_chunks; /* over all jobs */
     atomic_llong next_chunk;
+    /* Few tokens in the row formats only: the workers quantize them at the
+     * start of the matmul job, a row at a time, instead of the caller
+     * alone while the others wait. */
+    bool quant_in_job;
+    atomic_int quant_next, quant_done;
 };
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
 
 /* ---- kernel set selection ------------------------------------------------ */
 
@@ -269,10 +281,27 @@ static void chunk_blas(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int6
 
 /* Workers take chunks from one counter over all jobs, so a worker slowed by
  * another process does not hold up the call. */
+static void quantize_row(const px_matmul_ctx *c, int t) {
+    const float *xr = c->x + (size_t)t * (size_t)c->n_in;
+    if (c->need_a) c->ks->quantize_q8a(xr, c->act_a + (size_t)t * (size_t)(c->n_in / 32), c->n_in);
+    if (c->need_k) c->ks->quantize_q8k(xr, c->act_k + (size_t)t * (size_t)(c->n_in / 256), c->n_in);
+}
+
 static void job_matmul(void *arg, int ith, int nth) {
     (void)nth;
     px_matmul_ctx *c = arg;
     int ji = 0;
+    if (c->quant_in_job) {
+        /* Rows are claimed one at a time, so a worker another process
+         * holds up delays the others by one row at most. */
+        for (int t;
+             (t = atomic_fetch_add_explicit(&c->quant_next, 1, memory_order_relaxed)) < c->n_tok;) {
+            quantize_row(c, t);
+            atomic_fetch_add_explicit(&c->quant_done, 1, memory_order_release);
+        }
+        while (atomic_load_explicit(&c->quant_done, memory_order_acquire) < c->n_tok)
+            cpu_relax();
+    }
     for (;;) {
         int64_t k = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed);
         if (k >= c->n_chunks) return;
@@ -347,6 +376,9 @@ int px_matmul_multi(px_matmul_ctx *ctx, int n, const px_tensor *const *w, const 
     ctx->n_tok = n_tok;
     ctx->n_in = n_in;
     ctx->need_a = ctx->need_k = ctx->need_t = ctx->need_tk = false;
+    ctx->quant_in_job = false;
+    atomic_store_explicit(&ctx->quant_next, 0, memory_order_relaxed);
+    atomic_store_explicit(&ctx->quant_done, 0, memory_order_relaxed);
     ctx->n_chunks = 0;
     for (int i = 0; i < n; i++) {
         const px_tensor *wi = w[i];
@@ -388,6 +420,8 @@ int px_matmul_multi(px_matmul_ctx *ctx, int n, const px_tensor *const *w, const 
         /* a few rows are quicker on the caller than a pool round trip */
         if (n_tok > 16)
             px_pool_run(ctx->pool, job_quant, ctx);
+        else if (!ctx->need_t && !ctx->need_tk && ctx->nth > 1)
+            ctx->quant_in_job = true;
         else
             job_quant(ctx, 0, 1);
     }
