@@ -9,8 +9,9 @@
  * row formats by px__q8t_from_q8a / _q8k), so each weight byte is loaded
  * once per 16 tokens.
  *
- * Q4_0 / Q5_0 / Q8_0 weights may be repacked at load (PX_LAYOUT_X16) when
- * the set has an x16 kernel for the type. Per group of 16 rows and per
+ * Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K weights may be repacked at load
+ * (PX_LAYOUT_X16) when the set has an x16 kernel for the type. Per group of
+ * 16 rows and per
  * block b of 32 columns, 16 times the block's bytes: the 16 rows' f16
  * scales (32 bytes), then the quants as unsigned u = q + offset (128 for
  * Q8_0, the type's own 8 / 16 for Q4_0 / Q5_0) in k-steps of 4 columns
@@ -19,6 +20,16 @@
  *   Q4_0 / Q5_0: 4 x 64 bytes of nibbles, steps 2j (low) and 2j + 1 (high)
  *     at 64 j; Q5_0 then 64 bytes whose byte 4 r + i holds in bit k the
  *     fifth bit of row r's column 4k + i.
+ * The K types go by superblock of 256 columns (16 x its bytes, steps k =
+ * 0..63 of 4 columns; nibble vectors as for Q4_0, 64 bytes per 2 steps):
+ *   Q4_K (2304 bytes): d[16], dmin[16] (f16); at 64, byte 16 c + r = sc |
+ *     (m & 3) << 6 of row r's sub-block c (0..7); at 192, byte 16 p + r =
+ *     (m of sub-block 2p) >> 2 | (m of 2p + 1) >> 2 << 4; at 256 the
+ *     nibbles (q, 0..15).
+ *   Q6_K (3360 bytes): d[16]; at 32, byte 16 s + r = row r's int8 scale of
+ *     sub-block s (0..15, 16 columns each); at 288 the low nibbles of q
+ *     (0..63, offset 32); at 2336, 16 x 64 bytes whose byte 4 r + i of
+ *     vector j holds at bits 2s..2s+1 bits 4..5 of q at step 4j + s.
  * One zmm of a step feeds vpdpbusd for 16 rows of a token (the activation
  * bytes broadcast, the offset off as offset * sum(x)): no horizontal sums,
  * no activation transposes, and one sequential weight stream.
@@ -98,9 +109,10 @@ typedef void (*px_gemm16_fn)(int64_t n, const void *w, size_t w_stride, int n_ro
 typedef void (*px_to_f32_fn)(const void *w, float *y, int64_t n);
 /* y[t * y_stride + r] = dot(row r, token t) for r < 16 * n_groups and t <
  * n_tok (any count): w holds n_groups groups of the X16 layout of rows of n
- * elements; token t's q8a blocks start at x + t * x_stride (blocks). */
-typedef void (*px_x16_fn)(int64_t n, const void *w, int n_groups, const px_block_q8a *x,
-                          size_t x_stride, int n_tok, float *y, size_t y_stride);
+ * elements; token t's activation blocks (q8a, or q8_K for the K types)
+ * start x_stride blocks after token t - 1's. */
+typedef void (*px_x16_fn)(int64_t n, const void *w, int n_groups, const void *x, size_t x_stride,
+                          int n_tok, float *y, size_t y_stride);
 
 /* Attention. A score is one fused multiply-add chain over d in order,
  * s = fma(q[hd-1], k[hd-1], ... fma(q[0], k[0], 0)); an output element
@@ -172,9 +184,10 @@ void px__matmul_force_path(px_matmul_path path);
 /* The kernel set px_matmul uses (after any px_matmul_force_kernels). */
 const px_kernels *px__kernels_get(void);
 
-/* Whether the X16 layout exists for a weight dtype (Q4_0, Q5_0, Q8_0). */
+/* Whether the X16 layout exists for a weight dtype. */
 static inline int px__x16_type(px_dtype t) {
-    return t == PX_DTYPE_Q4_0 || t == PX_DTYPE_Q5_0 || t == PX_DTYPE_Q8_0;
+    return t == PX_DTYPE_Q4_0 || t == PX_DTYPE_Q5_0 || t == PX_DTYPE_Q8_0 || t == PX_DTYPE_Q4_K ||
+           t == PX_DTYPE_Q6_K;
 }
 /* Repacks n_rows (a multiple of 16) rows of type t and n elements,
  * row_bytes apart, into the X16 layout at dst (n_rows * row_bytes bytes). */
@@ -185,8 +198,8 @@ void px__x16_unpack_row(px_dtype t, const void *w, size_t row_bytes, int64_t n, 
                         void *dst);
 /* The portable x16 kernel: each row unpacked and dotted by the portable
  * row dot, so the bits are the row layout's. */
-void px__x16_ref(px_dtype t, int64_t n, const void *w, int n_groups, const px_block_q8a *x,
-                 size_t x_stride, int n_tok, float *y, size_t y_stride);
+void px__x16_ref(px_dtype t, int64_t n, const void *w, int n_groups, const void *x, size_t x_stride,
+                 int n_tok, float *y, size_t y_stride);
 
 /* Activation format of a weight dtype (PX_DTYPE_Q8_0 stands for q8a,
  * PX_DTYPE_Q8_K for q8_K, PX_DTYPE_F32 for plain floats); -1 if unsupported. */

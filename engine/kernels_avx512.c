@@ -553,14 +553,162 @@ AI void x16_gemm(int ty, int64_t n, const void *w, int n_groups, const px_block_
     }
 }
 
+/* The K types (kernels.h): superblocks [s0, s1) of one group against T
+ * tokens' q8_K blocks, as x16_tile. Per sub-block the integer dot of each
+ * row lane is scaled by its 6-bit (Q4_K) or int8 (Q6_K) scale into isc
+ * with vpmulld; Q4_K's mins term is 4 vpdpwssd of (m, m') pairs against
+ * (xsum, xsum') pairs per superblock; then the canonical K products. */
+AI void x16k_tile(int ty, const uint8_t *grp, int64_t s0, int64_t s1, const px_block_q8_K *x,
+                  size_t x_stride, int T, float *y, size_t y_stride, size_t pf, int pph, int pn) {
+    const int bb = ty == PX_DTYPE_Q4_K ? 2304 : 3360;
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    __m512 f[4];
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) f[t] =
+        s0 ? _mm512_loadu_ps(y + (size_t)t * y_stride) : _mm512_setzero_ps();
+    for (int64_t sb = s0; sb < s1; sb++) {
+        const uint8_t *blk = grp + (size_t)sb * (size_t)bb;
+        if (pf > X16_PF_L1)
+            for (int l = 64 * pph; l < bb; l += 64 * pn)
+                _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T1);
+        else if (pf)
+            for (int l = 0; l < bb; l += 64)
+                _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
+        const px_block_q8_K *xb[4];
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xb[t] =
+            x + (size_t)t * x_stride + (size_t)sb;
+        __m512i isc[4], imn[4];
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) isc[t] = imn[t] =
+            _mm512_setzero_si512();
+        const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        if (ty == PX_DTYPE_Q4_K) {
+            for (int c = 0; c < 8; c++) {
+                const __m512i scv = _mm512_and_si512(
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 64 + 16 * c))),
+                    _mm512_set1_epi32(63));
+                __m512i acc[4];
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_si512();
+                _Pragma("GCC unroll 4") for (int jj = 0; jj < 4; jj++) {
+                    const __m512i v = _mm512_loadu_si512(blk + 256 + 64 * (4 * c + jj));
+                    const __m512i lo = _mm512_and_si512(v, m4),
+                                  hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                        acc[t] = _mm512_dpbusd_epi32(
+                            acc[t], lo, bcast4((const uint8_t *)xb[t]->qs + 32 * c + 8 * jj));
+                        acc[t] = _mm512_dpbusd_epi32(
+                            acc[t], hi, bcast4((const uint8_t *)xb[t]->qs + 32 * c + 8 * jj + 4));
+                    }
+                }
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) isc[t] =
+                    _mm512_add_epi32(isc[t], _mm512_mullo_epi32(acc[t], scv));
+            }
+            _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++) {
+                const __m512i a = _mm512_srli_epi32(
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 64 + 32 * p))), 6);
+                const __m512i b = _mm512_srli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                                                        (const __m128i *)(blk + 64 + 32 * p + 16))),
+                                                    6);
+                const __m512i mh =
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192 + 16 * p)));
+                const __m512i mlo = _mm512_or_si512(
+                    a, _mm512_slli_epi32(_mm512_and_si512(mh, _mm512_set1_epi32(15)), 2));
+                const __m512i mhi =
+                    _mm512_or_si512(b, _mm512_slli_epi32(_mm512_srli_epi32(mh, 4), 2));
+                const __m512i mp = _mm512_or_si512(mlo, _mm512_slli_epi32(mhi, 16));
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                    const int16_t *bs = xb[t]->bsums + 4 * p;
+                    uint32_t pair = (uint32_t)(uint16_t)(bs[0] + bs[1]) |
+                                    (uint32_t)(uint16_t)(bs[2] + bs[3]) << 16;
+                    imn[t] = _mm512_dpwssd_epi32(imn[t], mp, _mm512_set1_epi32((int32_t)pair));
+                }
+            }
+            const __m512 dmv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                const __m512 dx = _mm512_set1_ps(xb[t]->d);
+                __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(isc[t]), _mm512_mul_ps(dv, dx));
+                p = _mm512_sub_ps(
+                    p, _mm512_mul_ps(_mm512_cvtepi32_ps(imn[t]), _mm512_mul_ps(dmv, dx)));
+                f[t] = _mm512_add_ps(f[t], p);
+            }
+        } else {
+            for (int sc = 0; sc < 16; sc++) {
+                const __m512i scv =
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * sc)));
+                const __m512i hb = _mm512_loadu_si512(blk + 2336 + 64 * sc);
+                const __m512i v0 = _mm512_loadu_si512(blk + 288 + 128 * sc),
+                              v1 = _mm512_loadu_si512(blk + 288 + 128 * sc + 64);
+                __m512i u[4];
+                u[0] = _mm512_or_si512(_mm512_and_si512(v0, m4),
+                                       _mm512_and_si512(_mm512_slli_epi16(hb, 4), m30));
+                u[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v0, 4), m4),
+                                       _mm512_and_si512(_mm512_slli_epi16(hb, 2), m30));
+                u[2] = _mm512_or_si512(_mm512_and_si512(v1, m4), _mm512_and_si512(hb, m30));
+                u[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v1, 4), m4),
+                                       _mm512_and_si512(_mm512_srli_epi16(hb, 2), m30));
+                _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+                    __m512i acc = _mm512_set1_epi32(-32 * (int32_t)xb[t]->bsums[sc]);
+                    _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) acc = _mm512_dpbusd_epi32(
+                        acc, u[k], bcast4((const uint8_t *)xb[t]->qs + 16 * sc + 4 * k));
+                    isc[t] = _mm512_add_epi32(isc[t], _mm512_mullo_epi32(acc, scv));
+                }
+            }
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) f[t] =
+                _mm512_add_ps(f[t], _mm512_mul_ps(_mm512_cvtepi32_ps(isc[t]),
+                                                  _mm512_mul_ps(dv, _mm512_set1_ps(xb[t]->d))));
+        }
+    }
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)
+        _mm512_storeu_ps(y + (size_t)t * y_stride, f[t]);
+}
+
+/* x16_gemm for the K types: slices of superblocks (about 18 KB) in L1.
+ * Single tokens streaming from DRAM (pollux-kbench -t 2 -x TYPE:6912:65536:
+ * 1:x16): Q4_K ran best with no software prefetch, Q6_K, whose kernel
+ * spends longer per byte, with 8 KB ahead into L1 (1 KB: 0.45x the speed). */
+enum { X16K_PF_Q6 = 8192 };
+AI void x16k_gemm(int ty, int64_t n, const void *w, int n_groups, const px_block_q8_K *x,
+                  size_t x_stride, int n_tok, float *y, size_t y_stride) {
+    const int64_t ns = n / 256, slice = ty == PX_DTYPE_Q4_K ? 8 : 5;
+    const int64_t sl = ns <= slice * 3 / 2 ? ns : slice;
+    const size_t bb = ty == PX_DTYPE_Q4_K ? 2304 : 3360;
+    const size_t gbytes = (size_t)ns * bb, pf = n_tok >= 4 ? X16_PF_L2 : ty == PX_DTYPE_Q6_K ? X16K_PF_Q6 : 0;
+    for (int g = 0; g < n_groups; g++) {
+        const uint8_t *grp = (const uint8_t *)w + (size_t)g * gbytes;
+        float *yg = y + (size_t)16 * (size_t)g;
+        for (int64_t s0 = 0; s0 < ns; s0 += sl) {
+            const int64_t s1 = PX_MIN(ns, s0 + sl);
+            const int pn = pf > X16_PF_L1 ? PX_MIN(4, n_tok / 4) : 1;
+            int t = 0;
+            for (; t + 4 <= n_tok; t += 4)
+                x16k_tile(ty, grp, s0, s1, x + (size_t)t * x_stride, x_stride, 4,
+                          yg + (size_t)t * y_stride, y_stride, t / 4 < pn ? pf : 0, t / 4, pn);
+            const px_block_q8_K *xr = x + (size_t)t * x_stride;
+            float *yr = yg + (size_t)t * y_stride;
+            const size_t pr = t == 0 ? pf : 0;
+            switch (n_tok - t) {
+            case 3: x16k_tile(ty, grp, s0, s1, xr, x_stride, 3, yr, y_stride, pr, 0, 1); break;
+            case 2: x16k_tile(ty, grp, s0, s1, xr, x_stride, 2, yr, y_stride, pr, 0, 1); break;
+            case 1: x16k_tile(ty, grp, s0, s1, xr, x_stride, 1, yr, y_stride, pr, 0, 1); break;
+            default: break;
+            }
+        }
+    }
+}
+
 #define X16_FN(NAME, TY)                                                                           \
-    static void NAME(int64_t n, const void *w, int n_groups, const px_block_q8a *x,                \
-                     size_t x_stride, int n_tok, float *y, size_t y_stride) {                      \
+    static void NAME(int64_t n, const void *w, int n_groups, const void *x, size_t x_stride,       \
+                     int n_tok, float *y, size_t y_stride) {                                       \
         x16_gemm(TY, n, w, n_groups, x, x_stride, n_tok, y, y_stride);                             \
     }
 X16_FN(x16_q4_0, PX_DTYPE_Q4_0)
 X16_FN(x16_q5_0, PX_DTYPE_Q5_0)
 X16_FN(x16_q8_0, PX_DTYPE_Q8_0)
+#define X16K_FN(NAME, TY)                                                                          \
+    static void NAME(int64_t n, const void *w, int n_groups, const void *x, size_t x_stride,       \
+                     int n_tok, float *y, size_t y_stride) {                                       \
+        x16k_gemm(TY, n, w, n_groups, x, x_stride, n_tok, y, y_stride);                            \
+    }
+X16K_FN(x16_q4_K, PX_DTYPE_Q4_K)
+X16K_FN(x16_q6_K, PX_DTYPE_Q6_K)
 
 const px_kernels px__kernels_avx512 = {
     .name = "avx512-vnni",
@@ -571,7 +719,11 @@ const px_kernels px__kernels_avx512 = {
                [PX_DTYPE_Q4_K] = gemm16_q4_K,
                [PX_DTYPE_Q5_K] = gemm16_q5_K,
                [PX_DTYPE_Q6_K] = gemm16_q6_K},
-    .x16 = {[PX_DTYPE_Q4_0] = x16_q4_0, [PX_DTYPE_Q5_0] = x16_q5_0, [PX_DTYPE_Q8_0] = x16_q8_0},
+    .x16 = {[PX_DTYPE_Q4_0] = x16_q4_0,
+            [PX_DTYPE_Q5_0] = x16_q5_0,
+            [PX_DTYPE_Q8_0] = x16_q8_0,
+            [PX_DTYPE_Q4_K] = x16_q4_K,
+            [PX_DTYPE_Q6_K] = x16_q6_K},
 };
 
 #else

@@ -148,6 +148,31 @@ static void dec_q6_K(const px_block_q6_K *b, int *q) {
     }
 }
 
+/* The inverses of dec_q4_K (sc, mn < 64) and dec_q6_K, for the X16 unpack. */
+static void enc_q4_K(px_block_q4_K *b, const int *q, const int *sc, const int *mn) {
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            b->qs[32 * c + l] = (uint8_t)(q[64 * c + l] | q[64 * c + 32 + l] << 4);
+    for (int j = 0; j < 4; j++) {
+        b->scales[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+        b->scales[j + 4] = (uint8_t)(mn[j] | (mn[j + 4] >> 4) << 6);
+        b->scales[j + 8] = (uint8_t)((sc[j + 4] & 15) | (mn[j + 4] & 15) << 4);
+    }
+}
+
+static void enc_q6_K(px_block_q6_K *b, const int *q) {
+    for (int h = 0; h < 2; h++) {
+        uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        const int *o = q + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            ql[l] = (uint8_t)((o[l] & 15) | (o[l + 64] & 15) << 4);
+            ql[l + 32] = (uint8_t)((o[l + 32] & 15) | (o[l + 96] & 15) << 4);
+            qh[l] = (uint8_t)((o[l] >> 4) | (o[l + 32] >> 4) << 2 | (o[l + 64] >> 4) << 4 |
+                              (o[l + 96] >> 4) << 6);
+        }
+    }
+}
+
 /* ---- row dots ------------------------------------------------------------ */
 
 #define ACT(x, t, stride) ((const void *)((const char *)(x) + (size_t)(t) * (stride)))
@@ -438,10 +463,86 @@ static size_t x16_byte(px_dtype t, int r, int c, int *hi_nibble) {
                               : (size_t)(32 + 64 * (k / 2) + 4 * r + i);
 }
 
+/* Q4_K / Q6_K superblock sb of the 16 rows of a group (o: its 16 *
+ * block_bytes bytes, kernels.h) from / to the rows' blocks. */
+static void x16k_pack_sb(px_dtype t, const void *rows, size_t row_bytes, int64_t sb, uint8_t *o) {
+    for (int r = 0; r < 16; r++) {
+        const char *row = (const char *)rows + (size_t)r * row_bytes;
+        int q[256], sc[16], mn[8];
+        size_t nib;
+        if (t == PX_DTYPE_Q4_K) {
+            const px_block_q4_K *b = (const px_block_q4_K *)row + sb;
+            dec_q4_K(b, q, sc, mn);
+            memcpy(o + 2 * r, &b->d, 2);
+            memcpy(o + 32 + 2 * r, &b->dmin, 2);
+            for (int c = 0; c < 8; c++)
+                o[64 + 16 * c + r] = (uint8_t)(sc[c] | (mn[c] & 3) << 6);
+            for (int p = 0; p < 4; p++)
+                o[192 + 16 * p + r] = (uint8_t)((mn[2 * p] >> 2) | (mn[2 * p + 1] >> 2) << 4);
+            nib = 256;
+        } else {
+            const px_block_q6_K *b = (const px_block_q6_K *)row + sb;
+            dec_q6_K(b, q);
+            memcpy(o + 2 * r, &b->d, 2);
+            for (int c = 0; c < 16; c++)
+                o[32 + 16 * c + r] = (uint8_t)b->scales[c];
+            for (int k = 0; k < 64; k++)
+                for (int i = 0; i < 4; i++) {
+                    uint8_t *hb = o + 2336 + 64 * (k / 4) + 4 * r + i;
+                    *hb = (uint8_t)((*hb & ~(3 << (2 * (k % 4)))) | ((q[4 * k + i] >> 4) & 3)
+                                                                        << (2 * (k % 4)));
+                }
+            nib = 288;
+        }
+        for (int k = 0; k < 64; k += 2) /* steps k and k + 1 share a byte */
+            for (int i = 0; i < 4; i++)
+                o[nib + 32 * k + 4 * r + i] =
+                    (uint8_t)((q[4 * k + i] & 15) | (q[4 * k + 4 + i] & 15) << 4);
+    }
+}
+
+/* Superblock sb of row r (0..15) of a group back to its GGUF block. */
+static void x16k_unpack_sb(px_dtype t, const uint8_t *o, int r, void *dst) {
+    const size_t nib = t == PX_DTYPE_Q4_K ? 256 : 288;
+    int q[256];
+    for (int k = 0; k < 64; k++)
+        for (int i = 0; i < 4; i++) {
+            uint8_t v = o[nib + 32 * (k & ~1) + 4 * r + i];
+            q[4 * k + i] = (k & 1 ? v >> 4 : v) & 15;
+            if (t == PX_DTYPE_Q6_K)
+                q[4 * k + i] |= ((o[2336 + 64 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) << 4;
+        }
+    if (t == PX_DTYPE_Q4_K) {
+        px_block_q4_K *b = dst;
+        int sc[8], mn[8];
+        for (int c = 0; c < 8; c++) {
+            uint8_t v = o[64 + 16 * c + r], hi = o[192 + 16 * (c / 2) + r];
+            sc[c] = v & 63;
+            mn[c] = (v >> 6) | ((c & 1 ? hi >> 4 : hi) & 15) << 2;
+        }
+        memcpy(&b->d, o + 2 * r, 2);
+        memcpy(&b->dmin, o + 32 + 2 * r, 2);
+        enc_q4_K(b, q, sc, mn);
+    } else {
+        px_block_q6_K *b = dst;
+        memcpy(&b->d, o + 2 * r, 2);
+        for (int c = 0; c < 16; c++)
+            b->scales[c] = (int8_t)o[32 + 16 * c + r];
+        enc_q6_K(b, q);
+    }
+}
+
 void px__x16_pack(px_dtype t, const void *rows, size_t row_bytes, int64_t n, int64_t n_rows,
                   void *dst) {
     const int64_t nb = n / 32;
     const size_t bb = 16 * (size_t)px_dtype_get(t)->block_bytes;
+    if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q6_K) {
+        for (int64_t g = 0; g < n_rows / 16; g++)
+            for (int64_t sb = 0; sb < n / 256; sb++)
+                x16k_pack_sb(t, (const char *)rows + (size_t)(16 * g) * row_bytes, row_bytes, sb,
+                             (uint8_t *)dst + ((size_t)g * (size_t)(n / 256) + (size_t)sb) * bb);
+        return;
+    }
     for (int64_t g = 0; g < n_rows / 16; g++)
         for (int64_t j = 0; j < nb; j++) {
             uint8_t *o = (uint8_t *)dst + ((size_t)g * (size_t)nb + (size_t)j) * bb;
@@ -496,6 +597,14 @@ static px_f16 x16_block(px_dtype t, const void *w, size_t row_bytes, int64_t n, 
 
 void px__x16_unpack_row(px_dtype t, const void *w, size_t row_bytes, int64_t n, int64_t r,
                         void *dst) {
+    if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q6_K) {
+        const size_t bb = 16 * (size_t)px_dtype_get(t)->block_bytes;
+        for (int64_t sb = 0; sb < n / 256; sb++)
+            x16k_unpack_sb(t,
+                           (const uint8_t *)w + (size_t)(r / 16) * 16 * row_bytes + (size_t)sb * bb,
+                           (int)(r % 16), (char *)dst + (size_t)sb * (bb / 16));
+        return;
+    }
     for (int64_t j = 0; j < n / 32; j++) {
         int u[32];
         px_f16 d = x16_block(t, w, row_bytes, n, r, j, u);
@@ -505,9 +614,32 @@ void px__x16_unpack_row(px_dtype t, const void *w, size_t row_bytes, int64_t n, 
 
 /* The canonical _0 combination (kernels.h) of each row and token, with
  * isum = sum (u - offset) x. */
-void px__x16_ref(px_dtype t, int64_t n, const void *w, int n_groups, const px_block_q8a *x,
+void px__x16_ref(px_dtype t, int64_t n, const void *w, int n_groups, const void *xv,
                  size_t x_stride, int n_tok, float *y, size_t y_stride) {
     const size_t rb = px_dtype_row_size(t, n);
+    if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q6_K) {
+        /* Each superblock back in its GGUF block and through the portable
+         * row dot, whose result for one superblock is 0 + p: the sums
+         * ((0 + p_0) + p_1) + ... are the row's (acc is never -0). */
+        const size_t bb = 16 * (size_t)px_dtype_get(t)->block_bytes;
+        for (int64_t r = 0; r < 16 * (int64_t)n_groups; r++)
+            for (int tk = 0; tk < n_tok; tk++) {
+                const px_block_q8_K *xb = (const px_block_q8_K *)xv + (size_t)tk * x_stride;
+                float acc = 0.0f;
+                for (int64_t sb = 0; sb < n / 256; sb++) {
+                    _Alignas(64) uint8_t blk[256];
+                    x16k_unpack_sb(
+                        t, (const uint8_t *)w + (size_t)(r / 16) * 16 * rb + (size_t)sb * bb,
+                        (int)(r % 16), blk);
+                    float p;
+                    px__kernels_ref.vec_dot[t](256, blk, xb + sb, 0, 1, &p);
+                    acc = acc + p;
+                }
+                y[(size_t)tk * y_stride + (size_t)r] = acc;
+            }
+        return;
+    }
+    const px_block_q8a *x = xv;
     const int off = t == PX_DTYPE_Q8_0 ? 128 : t == PX_DTYPE_Q5_0 ? 16 : 8;
     const int64_t nb = n / 32;
     for (int64_t r = 0; r < 16 * (int64_t)n_groups; r++)

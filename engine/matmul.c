@@ -250,11 +250,13 @@ static void chunk_x16(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int64
     const px_dtype t = j->w->type;
     const void *w = wrow(j->w, r0);
     const int ng = (int)((r1 - r0) / 16);
-    const size_t xs = (size_t)(c->n_in / 32);
+    const bool k = px__act_type(t) == PX_DTYPE_Q8_K;
+    const void *x = k ? (const void *)c->act_k : (const void *)c->act_a;
+    const size_t xs = (size_t)(c->n_in / (k ? 256 : 32));
     if (c->ks->x16[t])
-        c->ks->x16[t](c->n_in, w, ng, c->act_a, xs, c->n_tok, j->y + (size_t)r0, (size_t)j->n_out);
+        c->ks->x16[t](c->n_in, w, ng, x, xs, c->n_tok, j->y + (size_t)r0, (size_t)j->n_out);
     else
-        px__x16_ref(t, c->n_in, w, ng, c->act_a, xs, c->n_tok, j->y + (size_t)r0, (size_t)j->n_out);
+        px__x16_ref(t, c->n_in, w, ng, x, xs, c->n_tok, j->y + (size_t)r0, (size_t)j->n_out);
 }
 
 /* All tokens at once: the kernel decodes each weight once per chunk. */
@@ -397,7 +399,8 @@ int px_matmul_multi(px_matmul_ctx *ctx, int n, const px_tensor *const *w, const 
         j->n_out = n_out;
         j->path = wi->layout == PX_LAYOUT_X16 ? PX_MATMUL_X16 : choose_path(ks, wi->type, n_tok);
         if (j->path == PX_MATMUL_X16) {
-            ctx->need_a = true;
+            ctx->need_a |= act == PX_DTYPE_Q8_0;
+            ctx->need_k |= act == PX_DTYPE_Q8_K;
             j->chunk_rows = chunk_rows_for(ctx, j, X16_CHUNK_BYTES, 16);
         } else if (j->path == PX_MATMUL_BLAS) {
             j->chunk_rows = chunk_rows_for(ctx, j, (int64_t)wi->row_bytes * BLAS_TILE_ROWS, 16);

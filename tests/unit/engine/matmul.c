@@ -520,12 +520,20 @@ END_TEST
  * x16 kernel run the portable one), for any n_tok and thread count; the
  * layout unpacks to the original rows; bad layouts are refused. */
 START_TEST(test_x16_vs_rows) {
-    static const px_dtype types[] = {PX_DTYPE_Q8_0, PX_DTYPE_Q5_0, PX_DTYPE_Q4_0};
+    /* _0 types: 57 blocks: slices of 32 + 25 (kernels_avx512.c); 25: one
+     * slice; both end in a partial group of 8. K types: 14 superblocks:
+     * Q4_K slices of 8 + 6, Q6_K 5 + 5 + 4; 5: one slice. */
+    static const struct {
+        px_dtype t;
+        int64_t n_in;
+    } cases[] = {{PX_DTYPE_Q8_0, 1824}, {PX_DTYPE_Q8_0, 800},  {PX_DTYPE_Q8_0, 256},
+                 {PX_DTYPE_Q8_0, 96},   {PX_DTYPE_Q5_0, 1824}, {PX_DTYPE_Q5_0, 800},
+                 {PX_DTYPE_Q5_0, 256},  {PX_DTYPE_Q5_0, 96},   {PX_DTYPE_Q4_0, 1824},
+                 {PX_DTYPE_Q4_0, 800},  {PX_DTYPE_Q4_0, 256},  {PX_DTYPE_Q4_0, 96},
+                 {PX_DTYPE_Q4_K, 3584}, {PX_DTYPE_Q4_K, 1280}, {PX_DTYPE_Q4_K, 256},
+                 {PX_DTYPE_Q6_K, 3584}, {PX_DTYPE_Q6_K, 1280}, {PX_DTYPE_Q6_K, 256}};
     static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 16, 17, 33, 100, 129};
-    /* 57 blocks: slices of 32 + 25 (kernels_avx512.c); 25: one slice; both
-     * end in a partial group of 8 */
-    static const int64_t n_ins[] = {1824, 800, 256, 96};
-    enum { MT = 129, NI = 1824, NO = 144 }; /* 9 groups of 16 rows */
+    enum { MT = 129, NI = 3584, NO = 144 }; /* 9 groups of 16 rows */
     if (px_matmul_force_kernels(sets[_i]) != 0) return;
     px_pool *pools[2];
     px_matmul_ctx *ctx[2];
@@ -536,9 +544,9 @@ START_TEST(test_x16_vs_rows) {
     px_test_fill_random(x, (size_t)MT * NI, 29);
     for (int j = 0; j < 64; j++)
         x[NI + j] = 0.0f; /* zero blocks */
-    for (size_t k = 0; k < PX_ARRAY_LEN(n_ins) * PX_ARRAY_LEN(types); k++) {
-        int64_t n_in = n_ins[k % PX_ARRAY_LEN(n_ins)];
-        px_dtype ty = types[k / PX_ARRAY_LEN(n_ins)];
+    for (size_t k = 0; k < PX_ARRAY_LEN(cases); k++) {
+        int64_t n_in = cases[k].n_in;
+        px_dtype ty = cases[k].t;
         const char *tn = px_dtype_get(ty)->name;
         wmat m;
         wmat_make(&m, ty, n_in, NO, true, 90 + k);
@@ -579,12 +587,12 @@ START_TEST(test_x16_vs_rows) {
                 check_result(&m, x, 20, y1, 32, "x16 forced blas");
         }
         px__matmul_force_path(PX_MATMUL_AUTO);
-        /* a group of 16 rows needs 16 rows; no K type has the layout */
+        /* a group of 16 rows needs 16 rows; Q5_K has no such layout */
         xt.ne[1] = NO - 8;
         ck_assert_int_eq(px_matmul(ctx[1], &xt, x, 1, y1), PX_EINVAL);
         xt.ne[1] = NO;
-        xt.type = PX_DTYPE_Q4_K;
-        xt.row_bytes = px_dtype_row_size(PX_DTYPE_Q4_K, n_in);
+        xt.type = PX_DTYPE_Q5_K;
+        xt.row_bytes = px_dtype_row_size(PX_DTYPE_Q5_K, n_in);
         ck_assert_int_eq(px_matmul(ctx[1], &xt, x, 1, y1), PX_EINVAL);
         xt = m.t;
         xt.layout = (px_layout)7;

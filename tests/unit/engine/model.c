@@ -22,15 +22,27 @@
  * matmul kernels are batch-invariant and every other op works per row. */
 #define BATCH_TOL 0.0f
 
-static char *make_model(px_arch arch, px_dtype type) {
+/* n_embd 0: the tiny default; otherwise that width and 2x it for the FFN
+ * (multiples of 256 give the K types their own blocks). */
+static char *make_model_dims(px_arch arch, px_dtype type, int32_t n_embd) {
     px_mkmodel_opts o;
     px_mkmodel_opts_tiny(&o, arch);
     o.wtype = type;
-    o.embd_type = type;
+    o.embd_type = type == PX_DTYPE_Q4_K ? PX_DTYPE_Q8_0 : type;
+    if (n_embd) {
+        o.n_embd = n_embd;
+        o.n_ff = 2 * n_embd;
+        o.n_layer = 2;
+        o.head_dim = arch == PX_ARCH_LLAMA ? n_embd / o.n_head : 64;
+    }
     char *path = px_test_tmpfile(".gguf");
     char err[256];
     ck_assert_msg(px_mkmodel_write(&o, path, err, sizeof err) == 0, "mkmodel: %s", err);
     return path;
+}
+
+static char *make_model(px_arch arch, px_dtype type) {
+    return make_model_dims(arch, type, 0);
 }
 
 static px_model *load_opts(const char *path, int64_t kv_blocks, int no_repack) {
@@ -183,8 +195,8 @@ END_TEST
  * kernel set has X16 kernels) changes no logit bit, for a whole prompt and
  * for token-at-a-time decoding; gemma3's tied output is repacked while the
  * embedding keeps reading the file's rows. */
-static void check_repack(px_arch arch, px_dtype type) {
-    char *path = make_model(arch, type);
+static void check_repack(px_arch arch, px_dtype type, int32_t n_embd) {
+    char *path = make_model_dims(arch, type, n_embd);
     px_model *m[2] = {load_opts(path, 64, 0), load_opts(path, 64, 1)};
     ck_assert_int_eq(px_model_repacked_bytes(m[1]), 0);
     if (px__kernels_get()->x16[type]) {
@@ -193,6 +205,22 @@ static void check_repack(px_arch arch, px_dtype type) {
         ck_assert_int_eq(m[0]->layers[0].w_gate.layout, PX_LAYOUT_X16);
         ck_assert_int_eq(m[0]->output.layout, PX_LAYOUT_X16);
         ck_assert_int_eq(m[0]->tok_embd.layout, PX_LAYOUT_ROWS);
+    }
+    if (type == PX_DTYPE_Q4_K) { /* the Q4_K_M mix: Q4_K and Q6_K both repacked */
+        int n_k[2] = {0, 0};
+        for (int il = 0; il < m[0]->cfg.n_layer; il++) {
+            const px_tensor *ts[3] = {&m[0]->layers[il].w_gate, &m[0]->layers[il].w_down,
+                                      &m[0]->layers[il].wv};
+            for (int k = 0; k < 3; k++) {
+                int q6 = ts[k]->type == PX_DTYPE_Q6_K;
+                if (!q6 && ts[k]->type != PX_DTYPE_Q4_K) continue;
+                n_k[q6]++;
+                ck_assert_int_eq(ts[k]->layout, px__kernels_get()->x16[ts[k]->type]
+                                                    ? PX_LAYOUT_X16
+                                                    : PX_LAYOUT_ROWS);
+            }
+        }
+        ck_assert_msg(n_k[0] > 0 && n_k[1] > 0, "Q4_K %d, Q6_K %d tensors", n_k[0], n_k[1]);
     }
     ck_assert_ptr_null(m[1]->packed);
     ck_assert_int_eq(m[1]->output.layout, PX_LAYOUT_ROWS);
@@ -219,10 +247,12 @@ static void check_repack(px_arch arch, px_dtype type) {
 }
 
 START_TEST(test_repack_bitwise) {
-    check_repack(PX_ARCH_GEMMA3, PX_DTYPE_Q8_0);
-    check_repack(PX_ARCH_LLAMA, PX_DTYPE_Q8_0);
-    check_repack(PX_ARCH_GEMMA3, PX_DTYPE_Q5_0);
-    check_repack(PX_ARCH_LLAMA, PX_DTYPE_Q4_0);
+    check_repack(PX_ARCH_GEMMA3, PX_DTYPE_Q8_0, 0);
+    check_repack(PX_ARCH_LLAMA, PX_DTYPE_Q8_0, 0);
+    check_repack(PX_ARCH_GEMMA3, PX_DTYPE_Q5_0, 0);
+    check_repack(PX_ARCH_LLAMA, PX_DTYPE_Q4_0, 0);
+    check_repack(PX_ARCH_GEMMA3, PX_DTYPE_Q4_K, 256);
+    check_repack(PX_ARCH_LLAMA, PX_DTYPE_Q4_K, 512);
 }
 END_TEST
 
