@@ -495,7 +495,7 @@ AI void x16_tile(int ty, const uint8_t *grp, int64_t b0, int64_t b1, const px_bl
                 if (dmode == 1) {
                     memcpy(dblk, blk, 32);
                     _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++)
-                        _mm512_store_si512(dblk + 32 + 64 * k, u[k]);
+                        _mm512_storeu_si512(dblk + 32 + 64 * k, u[k]);
                 }
                 __m512i acc[4];
                 _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[t] =
