@@ -521,62 +521,6 @@ AI void x16_tile(int ty, const uint8_t *grp, int64_t b0, int64_t b1, const px_bl
         _mm512_storeu_ps(y + (size_t)t * y_stride, f[t]);
 }
 
-/* Per group, the blocks in slices that stay in L1 while every token passes
- * over them, four tokens at a time (the partial sums wait in y between
- * slices). Prefetch distances and levels measured with pollux-kbench -t 2
- * on Q8_0 weights beyond L3 (1152x262144 at 1 token, 1152x65536 at 4 and
- * 16): a decode step streams, and a short distance into L1 did best;
- * batches spend longer per byte, and 16 KB ahead into L2 gave 10-15% over
- * L1. The L2 prefetches are shared by the first (up to) 4 token passes over
- * a slice: issued by the first pass alone they came in bursts DRAM fell
- * behind on. Spread so, 32 KB ahead streamed 16 tokens 20-25% faster than
- * 16 KB from one pass (1152x196608 and 6912x32768; 8 tokens 30%, 64 tokens
- * 4%, in-L3 shapes unchanged). */
-AI void x16_gemm(int ty, int64_t n, const void *w, int n_groups, const px_block_q8a *x,
-                 size_t x_stride, int n_tok, float *y, size_t y_stride) {
-    const int64_t nb = n / 32;
-    const int64_t sl = nb <= X16_SLICE * 3 / 2 ? nb : X16_SLICE;
-    const size_t bb = ty == PX_DTYPE_Q8_0 ? 544 : ty == PX_DTYPE_Q5_0 ? 352 : 288;
-    const size_t gbytes = (size_t)nb * bb, pf = n_tok < 4 ? X16_PF_L1 : X16_PF_L2;
-    _Alignas(64) uint8_t dbuf[(X16_SLICE * 3 / 2) * 544];
-    for (int g = 0; g < n_groups; g++) {
-        const uint8_t *grp = (const uint8_t *)w + (size_t)g * gbytes;
-        float *yg = y + (size_t)16 * (size_t)g;
-        for (int64_t b0 = 0; b0 < nb; b0 += sl) {
-            const int64_t b1 = PX_MIN(nb, b0 + sl);
-            /* L2 prefetches spread over the first PN tiles of 4 tokens:
-             * issued in one tile they came in bursts that DRAM fell behind */
-            const int pn = pf > X16_PF_L1 ? PX_MIN(4, n_tok / 4) : 1;
-            /* Q5_0 with two or more tiles: the first decodes the slice into
-             * dbuf and the others read it there (in L1) as Q8_0's steps
-             * (16 tokens 6-11% faster, 512 tokens 13-22%; Q4_0's decoding
-             * is cheaper than the stores: 5% slower, so not Q4_0). */
-            const int keep = ty == PX_DTYPE_Q5_0 && n_tok >= 8;
-            int t = 0;
-            for (; t + 4 <= n_tok; t += 4)
-                x16_tile(ty, grp, b0, b1, x + (size_t)t * x_stride, x_stride, 4,
-                         yg + (size_t)t * y_stride, y_stride, t / 4 < pn ? pf : 0, t / 4, pn, dbuf,
-                         keep ? (t == 0 ? 1 : 2) : 0);
-            const px_block_q8a *xr = x + (size_t)t * x_stride;
-            float *yr = yg + (size_t)t * y_stride;
-            const size_t pr = t == 0 ? pf : 0;
-            const int dm = keep ? 2 : 0;
-            switch (n_tok - t) {
-            case 3:
-                x16_tile(ty, grp, b0, b1, xr, x_stride, 3, yr, y_stride, pr, 0, 1, dbuf, dm);
-                break;
-            case 2:
-                x16_tile(ty, grp, b0, b1, xr, x_stride, 2, yr, y_stride, pr, 0, 1, dbuf, dm);
-                break;
-            case 1:
-                x16_tile(ty, grp, b0, b1, xr, x_stride, 1, yr, y_stride, pr, 0, 1, dbuf, dm);
-                break;
-            default: break;
-            }
-        }
-    }
-}
-
 /* The K types (kernels.h): superblocks [s0, s1) of one group against T
  * tokens' q8_K blocks, as x16_tile. Per sub-block the integer dot of each
  * row lane is scaled by its 6-bit (Q4_K) or int8 (Q6_K) scale into isc
@@ -696,46 +640,80 @@ AI void x16k_tile(int ty, const uint8_t *grp, int64_t s0, int64_t s1, const px_b
         _mm512_storeu_ps(y + (size_t)t * y_stride, f[t]);
 }
 
-/* x16_gemm for the K types: slices of superblocks (about 18 KB) in L1.
- * Single tokens streaming from DRAM (pollux-kbench -t 2 -x TYPE:6912:65536:
- * 1:x16): Q4_K ran best with no software prefetch, Q6_K, whose kernel
- * spends longer per byte, with 8 KB ahead into L1 (1 KB: 0.45x the speed). */
+/* Per group, the blocks in slices that stay in L1 while every token passes
+ * over them, four tokens at a time (the partial sums wait in y between
+ * slices). Prefetch distances and levels measured with pollux-kbench -t 2
+ * on Q8_0 weights beyond L3 (1152x262144 at 1 token, 1152x65536 at 4 and
+ * 16): a decode step streams, and a short distance into L1 did best;
+ * batches spend longer per byte, and 16 KB ahead into L2 gave 10-15% over
+ * L1. The L2 prefetches are shared by the first (up to) 4 token passes over
+ * a slice: issued by the first pass alone they came in bursts DRAM fell
+ * behind on. Spread so, 32 KB ahead streamed 16 tokens 20-25% faster than
+ * 16 KB from one pass (1152x196608 and 6912x32768; 8 tokens 30%, 64 tokens
+ * 4%, in-L3 shapes unchanged).
+ * The K types go by superblock, in slices of about 18 KB. Single tokens of
+ * a K type streaming from DRAM (-x TYPE:6912:65536:1:x16): Q4_K ran best
+ * with no software prefetch, Q6_K, whose kernel spends longer per byte,
+ * with 8 KB ahead into L1 (1 KB: 0.45x the speed). Q5_0 and Q6_K with two
+ * or more passes: the first decodes the slice's step vectors into dbuf
+ * and the others read them there (Q5_0 16 tokens 6-11% faster, 512 tokens
+ * 13-22%; Q6_K 6-16%; Q4_0 and Q4_K decode in a few operations, and
+ * keeping them was 5% slower). */
 enum { X16K_PF_Q6 = 8192 };
-AI void x16k_gemm(int ty, int64_t n, const void *w, int n_groups, const px_block_q8_K *x,
-                  size_t x_stride, int n_tok, float *y, size_t y_stride) {
-    const int64_t ns = n / 256, slice = ty == PX_DTYPE_Q4_K ? 8 : 5;
-    const int64_t sl = ns <= slice * 3 / 2 ? ns : slice;
-    const size_t bb = ty == PX_DTYPE_Q4_K ? 2304 : 3360;
-    const size_t gbytes = (size_t)ns * bb, pf = n_tok >= 4            ? X16_PF_L2
-                                                : ty == PX_DTYPE_Q6_K ? X16K_PF_Q6
-                                                                      : 0;
-    _Alignas(64) uint8_t dbuf[7 * 4096]; /* Q6_K: a slice of up to 7 superblocks, decoded */
+
+/* One pass of T tokens over units [u0, u1) of a group: blocks of 32, or
+ * superblocks for the K types. */
+AI void x16_pass(int ty, const uint8_t *grp, int64_t u0, int64_t u1, const void *x, size_t x_stride,
+                 int T, float *y, size_t y_stride, size_t pf, int pph, int pn, uint8_t *dbuf,
+                 int dmode) {
+    if (ty == PX_DTYPE_Q4_K || ty == PX_DTYPE_Q6_K)
+        x16k_tile(ty, grp, u0, u1, x, x_stride, T, y, y_stride, pf, pph, pn, dbuf, dmode);
+    else
+        x16_tile(ty, grp, u0, u1, x, x_stride, T, y, y_stride, pf, pph, pn, dbuf, dmode);
+}
+
+AI void x16_gemm(int ty, int64_t n, const void *w, int n_groups, const void *x, size_t x_stride,
+                 int n_tok, float *y, size_t y_stride) {
+    const int k = ty == PX_DTYPE_Q4_K || ty == PX_DTYPE_Q6_K;
+    const int64_t nu = k ? n / 256 : n / 32;
+    const int64_t slice = ty == PX_DTYPE_Q4_K ? 8 : ty == PX_DTYPE_Q6_K ? 5 : X16_SLICE;
+    const int64_t sl = nu <= slice * 3 / 2 ? nu : slice;
+    const size_t ub = ty == PX_DTYPE_Q8_0   ? 544
+                      : ty == PX_DTYPE_Q5_0 ? 352
+                      : ty == PX_DTYPE_Q4_0 ? 288
+                      : ty == PX_DTYPE_Q4_K ? 2304
+                                            : 3360;
+    const size_t xb = k ? sizeof(px_block_q8_K) : sizeof(px_block_q8a); /* activation block */
+    const size_t pf = n_tok >= 4            ? X16_PF_L2
+                      : !k                  ? X16_PF_L1
+                      : ty == PX_DTYPE_Q6_K ? X16K_PF_Q6
+                                            : 0;
+    const int keep = (ty == PX_DTYPE_Q5_0 || ty == PX_DTYPE_Q6_K) && n_tok >= 8;
+    const int dm = keep ? 2 : 0, pn = pf > X16_PF_L1 ? PX_MIN(4, n_tok / 4) : 1;
+    /* decoded slices: up to 48 blocks of 544 bytes, or 7 Q6_K superblocks of 4096 */
+    _Alignas(64) uint8_t dbuf[7 * 4096];
     for (int g = 0; g < n_groups; g++) {
-        const uint8_t *grp = (const uint8_t *)w + (size_t)g * gbytes;
+        const uint8_t *grp = (const uint8_t *)w + (size_t)g * (size_t)nu * ub;
         float *yg = y + (size_t)16 * (size_t)g;
-        for (int64_t s0 = 0; s0 < ns; s0 += sl) {
-            const int64_t s1 = PX_MIN(ns, s0 + sl);
-            const int pn = pf > X16_PF_L1 ? PX_MIN(4, n_tok / 4) : 1;
-            /* Q6_K, as Q5_0 in x16_gemm: the first of two or more tiles
-             * decodes the slice's steps into dbuf for the others. */
-            const int keep = ty == PX_DTYPE_Q6_K && n_tok >= 8, dm = keep ? 2 : 0;
+        for (int64_t u0 = 0; u0 < nu; u0 += sl) {
+            const int64_t u1 = PX_MIN(nu, u0 + sl);
             int t = 0;
             for (; t + 4 <= n_tok; t += 4)
-                x16k_tile(ty, grp, s0, s1, x + (size_t)t * x_stride, x_stride, 4,
-                          yg + (size_t)t * y_stride, y_stride, t / 4 < pn ? pf : 0, t / 4, pn, dbuf,
-                          keep && t == 0 ? 1 : dm);
-            const px_block_q8_K *xr = x + (size_t)t * x_stride;
+                x16_pass(ty, grp, u0, u1, (const char *)x + (size_t)t * x_stride * xb, x_stride, 4,
+                         yg + (size_t)t * y_stride, y_stride, t / 4 < pn ? pf : 0, t / 4, pn, dbuf,
+                         keep && t == 0 ? 1 : dm);
+            const void *xr = (const char *)x + (size_t)t * x_stride * xb;
             float *yr = yg + (size_t)t * y_stride;
             const size_t pr = t == 0 ? pf : 0;
             switch (n_tok - t) {
             case 3:
-                x16k_tile(ty, grp, s0, s1, xr, x_stride, 3, yr, y_stride, pr, 0, 1, dbuf, dm);
+                x16_pass(ty, grp, u0, u1, xr, x_stride, 3, yr, y_stride, pr, 0, 1, dbuf, dm);
                 break;
             case 2:
-                x16k_tile(ty, grp, s0, s1, xr, x_stride, 2, yr, y_stride, pr, 0, 1, dbuf, dm);
+                x16_pass(ty, grp, u0, u1, xr, x_stride, 2, yr, y_stride, pr, 0, 1, dbuf, dm);
                 break;
             case 1:
-                x16k_tile(ty, grp, s0, s1, xr, x_stride, 1, yr, y_stride, pr, 0, 1, dbuf, dm);
+                x16_pass(ty, grp, u0, u1, xr, x_stride, 1, yr, y_stride, pr, 0, 1, dbuf, dm);
                 break;
             default: break;
             }
@@ -751,13 +729,8 @@ AI void x16k_gemm(int ty, int64_t n, const void *w, int n_groups, const px_block
 X16_FN(x16_q4_0, PX_DTYPE_Q4_0)
 X16_FN(x16_q5_0, PX_DTYPE_Q5_0)
 X16_FN(x16_q8_0, PX_DTYPE_Q8_0)
-#define X16K_FN(NAME, TY)                                                                          \
-    static void NAME(int64_t n, const void *w, int n_groups, const void *x, size_t x_stride,       \
-                     int n_tok, float *y, size_t y_stride) {                                       \
-        x16k_gemm(TY, n, w, n_groups, x, x_stride, n_tok, y, y_stride);                            \
-    }
-X16K_FN(x16_q4_K, PX_DTYPE_Q4_K)
-X16K_FN(x16_q6_K, PX_DTYPE_Q6_K)
+X16_FN(x16_q4_K, PX_DTYPE_Q4_K)
+X16_FN(x16_q6_K, PX_DTYPE_Q6_K)
 
 const px_kernels px__kernels_avx512 = {
     .name = "avx512-vnni",
