@@ -109,10 +109,11 @@ static int fault_item(char *item, px_sched_faults *f, char *err, size_t errlen) 
     if (!eq || !eq[1]) return px_fail(err, errlen, PX_EINVAL, "'%s' is not key=value", item);
     *eq = 0;
     const char *val = eq + 1;
-    int64_t *step = strcmp(item, "fail_step") == 0    ? &f->fail_step
-                    : strcmp(item, "nan_step") == 0   ? &f->nan_step
-                    : strcmp(item, "stall_step") == 0 ? &f->stall_step
-                                                      : NULL;
+    int64_t *step = strcmp(item, "fail_step") == 0     ? &f->fail_step
+                    : strcmp(item, "nan_step") == 0    ? &f->nan_step
+                    : strcmp(item, "stall_step") == 0  ? &f->stall_step
+                    : strcmp(item, "stall_every") == 0 ? &f->stall_every
+                                                       : NULL;
     int is_row = strcmp(item, "nan_row") == 0, is_secs = strcmp(item, "stall_s") == 0;
     if (!step && !is_row && !is_secs)
         return px_fail(err, errlen, PX_EINVAL, "unknown key '%s'", item);
@@ -152,7 +153,9 @@ int px_sched_faults_parse(const char *spec, px_sched_faults *f, char *err, size_
 /* Before forward pass n: the injected stall. */
 static void fault_before(const px_sched *s, int64_t n) {
     const px_sched_faults *f = &s->o.faults;
-    if (f->stall_step <= 0 || n != f->stall_step || f->stall_s <= 0) return;
+    if (f->stall_step <= 0 || n < f->stall_step || f->stall_s <= 0) return;
+    if (n != f->stall_step && (f->stall_every <= 0 || (n - f->stall_step) % f->stall_every != 0))
+        return;
     struct timespec ts = {(time_t)f->stall_s,
                           (long)((f->stall_s - (double)(time_t)f->stall_s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0) /* resumed after a signal */

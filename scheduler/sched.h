@@ -63,15 +63,16 @@
  * PX_TEST_FAULTS). Steps are the scheduler's forward passes counted from 1;
  * 0 (or less) turns a fault off. Each fires once. */
 typedef struct px_sched_faults {
-    int64_t fail_step;  /* this pass counts as failed (PX_EIO), as a real engine error */
-    int64_t nan_step;   /* this pass's logits row nan_row becomes NaN */
-    int32_t nan_row;    /* a logits row of nan_step (0 = the first planned sequence's;
-                         * nothing happens if the pass has fewer rows) */
-    int64_t stall_step; /* before this pass the thread sleeps stall_s seconds, as a */
-    double stall_s;     /* stuck kernel would, without stamping progress */
+    int64_t fail_step;   /* this pass counts as failed (PX_EIO), as a real engine error */
+    int64_t nan_step;    /* this pass's logits row nan_row becomes NaN */
+    int32_t nan_row;     /* a logits row of nan_step (0 = the first planned sequence's;
+                          * nothing happens if the pass has fewer rows) */
+    int64_t stall_step;  /* before this pass the thread sleeps stall_s seconds, as a */
+    double stall_s;      /* stuck kernel would, without stamping progress */
+    int64_t stall_every; /* > 0: also before every stall_every-th pass after it (a slow engine) */
 } px_sched_faults;
 
-/* Parses "fail_step=5,nan_step=9,nan_row=0,stall_step=20,stall_s=40" (any
+/* Parses "fail_step=5,nan_step=9,nan_row=0,stall_step=20,stall_s=40,stall_every=1" (any
  * subset, any order) into *f (zeroed first). 0, or PX_EINVAL with err and
  * *f zeroed. */
 int px_sched_faults_parse(const char *spec, px_sched_faults *f, char *err, size_t errlen);

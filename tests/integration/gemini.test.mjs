@@ -321,7 +321,10 @@ test('queue full: RESOURCE_EXHAUSTED 429; queued streams get keepalives in their
 });
 
 test('deadline: DEADLINE_EXCEEDED 504, or an error element at the end of a stream', async () => {
-  const t = await startDaemon(['--model-id', MODEL, '--request-timeout-s', '1']);
+  // Every pass stalls 50 ms (PX_TEST_FAULTS): the 8 x 1,900 tokens outlive
+  // the 1 s deadline however fast the engine is.
+  const t = await startDaemon(['--model-id', MODEL, '--request-timeout-s', '1'],
+    { env: { PX_TEST_FAULTS: 'stall_step=1,stall_every=1,stall_s=0.05' } });
   const u = (m, query = '') => `${t.base}/v1beta/models/${MODEL}:${m}${query}`;
   try {
     googleError(await post(u('generateContent'), long({ candidateCount: 8 }), {}, t.base), 504, 'DEADLINE_EXCEEDED');

@@ -66,7 +66,9 @@ test('while the model loads: /ready and generation routes say 503 loading, /heal
 });
 
 test('a request past its deadline gets 504, or an error event when streamed', async () => {
-  const d = await startDaemon([]);
+  // Every pass stalls 10 ms (PX_TEST_FAULTS): 1,500 tokens outlive the
+  // 50 ms deadline however fast the engine is.
+  const d = await startDaemon([], { env: { PX_TEST_FAULTS: 'stall_step=1,stall_every=1,stall_s=0.01' } });
   try {
     let r = await fetch(d.base + '/v1/completions', { method: 'POST', headers: json, body: longBody({ timeout: 0.05 }) });
     assert.equal(r.status, 504);

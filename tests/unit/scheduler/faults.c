@@ -325,7 +325,10 @@ START_TEST(test_fault_plan_parse) {
     ck_assert(f.fail_step == 5 && f.nan_step == 9 && f.nan_row == 2 && f.stall_step == 20);
     ck_assert(f.stall_s == 40.5);
     ck_assert_int_eq(px_sched_faults_parse("stall_s=2,stall_step=3", &f, err, sizeof err), 0);
-    ck_assert(f.stall_step == 3 && f.stall_s == 2 && f.fail_step == 0);
+    ck_assert(f.stall_step == 3 && f.stall_s == 2 && f.fail_step == 0 && f.stall_every == 0);
+    ck_assert_int_eq(
+        px_sched_faults_parse("stall_every=4,stall_step=1,stall_s=0.5", &f, err, sizeof err), 0);
+    ck_assert(f.stall_step == 1 && f.stall_every == 4 && f.stall_s == 0.5);
     static const char *const bad[] = {
         "fail_step",
         "fail_step=",
