@@ -9,7 +9,7 @@
  * row formats by px__q8t_from_q8a / _q8k), so each weight byte is loaded
  * once per 16 tokens.
  *
- * Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K weights may be repacked at load
+ * Q4_0 / Q5_0 / Q8_0 / Q4_K / Q5_K / Q6_K weights may be repacked at load
  * (PX_LAYOUT_X16) when the set has an x16 kernel for the type. Per group of
  * 16 rows and per
  * block b of 32 columns, 16 times the block's bytes: the 16 rows' f16
@@ -26,6 +26,9 @@
  *     (m & 3) << 6 of row r's sub-block c (0..7); at 192, byte 16 p + r =
  *     (m of sub-block 2p) >> 2 | (m of 2p + 1) >> 2 << 4; at 256 the
  *     nibbles (q, 0..15).
+ *   Q5_K (2816 bytes): as Q4_K, the nibbles being q's low bits, then 8 x 64
+ *     bytes whose byte 4 r + i of vector c holds in bit s the fifth bit of
+ *     q at step 8c + s.
  *   Q6_K (3360 bytes): d[16]; at 32, byte 16 s + r = row r's int8 scale of
  *     sub-block s (0..15, 16 columns each); at 288 the low nibbles of q
  *     (0..63, offset 32); at 2336, 16 x 64 bytes whose byte 4 r + i of
@@ -187,7 +190,7 @@ const px_kernels *px__kernels_get(void);
 /* Whether the X16 layout exists for a weight dtype. */
 static inline int px__x16_type(px_dtype t) {
     return t == PX_DTYPE_Q4_0 || t == PX_DTYPE_Q5_0 || t == PX_DTYPE_Q8_0 || t == PX_DTYPE_Q4_K ||
-           t == PX_DTYPE_Q6_K;
+           t == PX_DTYPE_Q5_K || t == PX_DTYPE_Q6_K;
 }
 /* Repacks n_rows (a multiple of 16) rows of type t and n elements,
  * row_bytes apart, into the X16 layout at dst (n_rows * row_bytes bytes). */

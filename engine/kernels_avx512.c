@@ -529,8 +529,9 @@ AI void x16_tile(int ty, const uint8_t *grp, int64_t b0, int64_t b1, const px_bl
 AI void x16k_tile(int ty, const uint8_t *grp, int64_t s0, int64_t s1, const px_block_q8_K *x,
                   size_t x_stride, int T, float *y, size_t y_stride, size_t pf, int pph, int pn,
                   uint8_t *dbuf, int dmode) {
-    const int bb = ty == PX_DTYPE_Q4_K ? 2304 : 3360;
-    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    const int bb = ty == PX_DTYPE_Q4_K ? 2304 : ty == PX_DTYPE_Q5_K ? 2816 : 3360;
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30),
+                  b4 = _mm512_set1_epi8(0x10);
     __m512 f[4];
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) f[t] =
         s0 ? _mm512_loadu_ps(y + (size_t)t * y_stride) : _mm512_setzero_ps();
@@ -549,7 +550,7 @@ AI void x16k_tile(int ty, const uint8_t *grp, int64_t s0, int64_t s1, const px_b
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) isc[t] = imn[t] =
             _mm512_setzero_si512();
         const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
-        if (ty == PX_DTYPE_Q4_K) {
+        if (ty != PX_DTYPE_Q6_K) { /* Q4_K, Q5_K */
             for (int c = 0; c < 8; c++) {
                 const __m512i scv = _mm512_and_si512(
                     _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 64 + 16 * c))),
@@ -557,9 +558,32 @@ AI void x16k_tile(int ty, const uint8_t *grp, int64_t s0, int64_t s1, const px_b
                 __m512i acc[4];
                 _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_si512();
                 _Pragma("GCC unroll 4") for (int jj = 0; jj < 4; jj++) {
-                    const __m512i v = _mm512_loadu_si512(blk + 256 + 64 * (4 * c + jj));
-                    const __m512i lo = _mm512_and_si512(v, m4),
-                                  hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    /* Q5_K dmode 2 / 1: as Q6_K's below */
+                    uint8_t *dst = dbuf + (size_t)(sb - s0) * 4096 + 128 * (size_t)(4 * c + jj);
+                    __m512i lo, hi;
+                    if (ty == PX_DTYPE_Q5_K && dmode == 2) {
+                        lo = _mm512_load_si512(dst);
+                        hi = _mm512_load_si512(dst + 64);
+                    } else {
+                        const __m512i v = _mm512_loadu_si512(blk + 256 + 64 * (4 * c + jj));
+                        lo = _mm512_and_si512(v, m4);
+                        hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    }
+                    if (ty == PX_DTYPE_Q5_K && dmode != 2) {
+                        /* bit s of the sub-block's vector: step 8c + s's fifth bit */
+                        const __m512i hb = _mm512_loadu_si512(blk + 2304 + 64 * c);
+                        const int s0 = 2 * jj, s1 = 2 * jj + 1;
+                        const __m512i h0 = s0 <= 4 ? _mm512_slli_epi16(hb, (unsigned)(4 - s0))
+                                                   : _mm512_srli_epi16(hb, (unsigned)(s0 - 4));
+                        const __m512i h1 = s1 <= 4 ? _mm512_slli_epi16(hb, (unsigned)(4 - s1))
+                                                   : _mm512_srli_epi16(hb, (unsigned)(s1 - 4));
+                        lo = _mm512_ternarylogic_epi32(lo, h0, b4, 0xF8);
+                        hi = _mm512_ternarylogic_epi32(hi, h1, b4, 0xF8);
+                        if (dmode == 1) {
+                            _mm512_store_si512(dst, lo);
+                            _mm512_store_si512(dst + 64, hi);
+                        }
+                    }
                     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
                         acc[t] = _mm512_dpbusd_epi32(
                             acc[t], lo, bcast4((const uint8_t *)xb[t]->qs + 32 * c + 8 * jj));
@@ -666,7 +690,7 @@ enum { X16K_PF_Q6 = 8192 };
 AI void x16_pass(int ty, const uint8_t *grp, int64_t u0, int64_t u1, const void *x, size_t x_stride,
                  int T, float *y, size_t y_stride, size_t pf, int pph, int pn, uint8_t *dbuf,
                  int dmode) {
-    if (ty == PX_DTYPE_Q4_K || ty == PX_DTYPE_Q6_K)
+    if (ty == PX_DTYPE_Q4_K || ty == PX_DTYPE_Q5_K || ty == PX_DTYPE_Q6_K)
         x16k_tile(ty, grp, u0, u1, x, x_stride, T, y, y_stride, pf, pph, pn, dbuf, dmode);
     else
         x16_tile(ty, grp, u0, u1, x, x_stride, T, y, y_stride, pf, pph, pn, dbuf, dmode);
@@ -674,23 +698,26 @@ AI void x16_pass(int ty, const uint8_t *grp, int64_t u0, int64_t u1, const void 
 
 AI void x16_gemm(int ty, int64_t n, const void *w, int n_groups, const void *x, size_t x_stride,
                  int n_tok, float *y, size_t y_stride) {
-    const int k = ty == PX_DTYPE_Q4_K || ty == PX_DTYPE_Q6_K;
+    const int k = ty == PX_DTYPE_Q4_K || ty == PX_DTYPE_Q5_K || ty == PX_DTYPE_Q6_K;
     const int64_t nu = k ? n / 256 : n / 32;
-    const int64_t slice = ty == PX_DTYPE_Q4_K ? 8 : ty == PX_DTYPE_Q6_K ? 5 : X16_SLICE;
+    /* Q5_K and Q6_K slices decoded hold 4 KB a superblock: at most 7 fit dbuf */
+    const int64_t slice = ty == PX_DTYPE_Q4_K ? 8 : k ? 5 : X16_SLICE;
     const int64_t sl = nu <= slice * 3 / 2 ? nu : slice;
     const size_t ub = ty == PX_DTYPE_Q8_0   ? 544
                       : ty == PX_DTYPE_Q5_0 ? 352
                       : ty == PX_DTYPE_Q4_0 ? 288
                       : ty == PX_DTYPE_Q4_K ? 2304
+                      : ty == PX_DTYPE_Q5_K ? 2816
                                             : 3360;
     const size_t xb = k ? sizeof(px_block_q8_K) : sizeof(px_block_q8a); /* activation block */
     const size_t pf = n_tok >= 4            ? X16_PF_L2
                       : !k                  ? X16_PF_L1
-                      : ty == PX_DTYPE_Q6_K ? X16K_PF_Q6
-                                            : 0;
-    const int keep = (ty == PX_DTYPE_Q5_0 || ty == PX_DTYPE_Q6_K) && n_tok >= 8;
+                      : ty == PX_DTYPE_Q4_K ? 0
+                                            : X16K_PF_Q6;
+    const int keep =
+        (ty == PX_DTYPE_Q5_0 || ty == PX_DTYPE_Q5_K || ty == PX_DTYPE_Q6_K) && n_tok >= 8;
     const int dm = keep ? 2 : 0, pn = pf > X16_PF_L1 ? PX_MIN(4, n_tok / 4) : 1;
-    /* decoded slices: up to 48 blocks of 544 bytes, or 7 Q6_K superblocks of 4096 */
+    /* decoded slices: up to 48 blocks of 544 bytes, or 7 Q5_K / Q6_K superblocks of 4096 */
     _Alignas(64) uint8_t dbuf[7 * 4096];
     for (int g = 0; g < n_groups; g++) {
         const uint8_t *grp = (const uint8_t *)w + (size_t)g * (size_t)nu * ub;
@@ -730,6 +757,7 @@ X16_FN(x16_q4_0, PX_DTYPE_Q4_0)
 X16_FN(x16_q5_0, PX_DTYPE_Q5_0)
 X16_FN(x16_q8_0, PX_DTYPE_Q8_0)
 X16_FN(x16_q4_K, PX_DTYPE_Q4_K)
+X16_FN(x16_q5_K, PX_DTYPE_Q5_K)
 X16_FN(x16_q6_K, PX_DTYPE_Q6_K)
 
 const px_kernels px__kernels_avx512 = {
@@ -745,6 +773,7 @@ const px_kernels px__kernels_avx512 = {
             [PX_DTYPE_Q5_0] = x16_q5_0,
             [PX_DTYPE_Q8_0] = x16_q8_0,
             [PX_DTYPE_Q4_K] = x16_q4_K,
+            [PX_DTYPE_Q5_K] = x16_q5_K,
             [PX_DTYPE_Q6_K] = x16_q6_K},
 };
 

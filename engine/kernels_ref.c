@@ -160,6 +160,21 @@ static void enc_q4_K(px_block_q4_K *b, const int *q, const int *sc, const int *m
     }
 }
 
+static void enc_q5_K(px_block_q5_K *b, const int *q, const int *sc, const int *mn) {
+    px_block_q4_K k4; /* the same nibbles and scales as Q4_K's */
+    int q4[256];
+    for (int i = 0; i < 256; i++)
+        q4[i] = q[i] & 15;
+    enc_q4_K(&k4, q4, sc, mn);
+    memcpy(b->scales, k4.scales, sizeof b->scales);
+    memcpy(b->qs, k4.qs, sizeof b->qs);
+    memset(b->qh, 0, sizeof b->qh);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            b->qh[l] |= (uint8_t)(((q[64 * c + l] >> 4) & 1) << (2 * c) |
+                                  ((q[64 * c + 32 + l] >> 4) & 1) << (2 * c + 1));
+}
+
 static void enc_q6_K(px_block_q6_K *b, const int *q) {
     for (int h = 0; h < 2; h++) {
         uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
@@ -470,11 +485,24 @@ static void x16k_pack_sb(px_dtype t, const void *rows, size_t row_bytes, int64_t
         const char *row = (const char *)rows + (size_t)r * row_bytes;
         int q[256], sc[16], mn[8];
         size_t nib;
-        if (t == PX_DTYPE_Q4_K) {
-            const px_block_q4_K *b = (const px_block_q4_K *)row + sb;
-            dec_q4_K(b, q, sc, mn);
-            memcpy(o + 2 * r, &b->d, 2);
-            memcpy(o + 32 + 2 * r, &b->dmin, 2);
+        if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q5_K) {
+            if (t == PX_DTYPE_Q4_K) {
+                const px_block_q4_K *b = (const px_block_q4_K *)row + sb;
+                dec_q4_K(b, q, sc, mn);
+                memcpy(o + 2 * r, &b->d, 2);
+                memcpy(o + 32 + 2 * r, &b->dmin, 2);
+            } else {
+                const px_block_q5_K *b = (const px_block_q5_K *)row + sb;
+                dec_q5_K(b, q, sc, mn);
+                memcpy(o + 2 * r, &b->d, 2);
+                memcpy(o + 32 + 2 * r, &b->dmin, 2);
+                for (int k = 0; k < 64; k++)
+                    for (int i = 0; i < 4; i++) {
+                        uint8_t *hb = o + 2304 + 64 * (k / 8) + 4 * r + i;
+                        *hb = (uint8_t)((*hb & ~(1 << (k % 8))) | ((q[4 * k + i] >> 4) & 1)
+                                                                      << (k % 8));
+                    }
+            }
             for (int c = 0; c < 8; c++)
                 o[64 + 16 * c + r] = (uint8_t)(sc[c] | (mn[c] & 3) << 6);
             for (int p = 0; p < 4; p++)
@@ -503,7 +531,7 @@ static void x16k_pack_sb(px_dtype t, const void *rows, size_t row_bytes, int64_t
 
 /* Superblock sb of row r (0..15) of a group back to its GGUF block. */
 static void x16k_unpack_sb(px_dtype t, const uint8_t *o, int r, void *dst) {
-    const size_t nib = t == PX_DTYPE_Q4_K ? 256 : 288;
+    const size_t nib = t == PX_DTYPE_Q6_K ? 288 : 256;
     int q[256];
     for (int k = 0; k < 64; k++)
         for (int i = 0; i < 4; i++) {
@@ -511,18 +539,27 @@ static void x16k_unpack_sb(px_dtype t, const uint8_t *o, int r, void *dst) {
             q[4 * k + i] = (k & 1 ? v >> 4 : v) & 15;
             if (t == PX_DTYPE_Q6_K)
                 q[4 * k + i] |= ((o[2336 + 64 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) << 4;
+            if (t == PX_DTYPE_Q5_K)
+                q[4 * k + i] |= ((o[2304 + 64 * (k / 8) + 4 * r + i] >> (k % 8)) & 1) << 4;
         }
-    if (t == PX_DTYPE_Q4_K) {
-        px_block_q4_K *b = dst;
+    if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q5_K) {
         int sc[8], mn[8];
         for (int c = 0; c < 8; c++) {
             uint8_t v = o[64 + 16 * c + r], hi = o[192 + 16 * (c / 2) + r];
             sc[c] = v & 63;
             mn[c] = (v >> 6) | ((c & 1 ? hi >> 4 : hi) & 15) << 2;
         }
-        memcpy(&b->d, o + 2 * r, 2);
-        memcpy(&b->dmin, o + 32 + 2 * r, 2);
-        enc_q4_K(b, q, sc, mn);
+        if (t == PX_DTYPE_Q4_K) {
+            px_block_q4_K *b = dst;
+            memcpy(&b->d, o + 2 * r, 2);
+            memcpy(&b->dmin, o + 32 + 2 * r, 2);
+            enc_q4_K(b, q, sc, mn);
+        } else {
+            px_block_q5_K *b = dst;
+            memcpy(&b->d, o + 2 * r, 2);
+            memcpy(&b->dmin, o + 32 + 2 * r, 2);
+            enc_q5_K(b, q, sc, mn);
+        }
     } else {
         px_block_q6_K *b = dst;
         memcpy(&b->d, o + 2 * r, 2);
@@ -536,7 +573,7 @@ void px__x16_pack(px_dtype t, const void *rows, size_t row_bytes, int64_t n, int
                   void *dst) {
     const int64_t nb = n / 32;
     const size_t bb = 16 * (size_t)px_dtype_get(t)->block_bytes;
-    if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q6_K) {
+    if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q5_K || t == PX_DTYPE_Q6_K) {
         for (int64_t g = 0; g < n_rows / 16; g++)
             for (int64_t sb = 0; sb < n / 256; sb++)
                 x16k_pack_sb(t, (const char *)rows + (size_t)(16 * g) * row_bytes, row_bytes, sb,
@@ -597,7 +634,7 @@ static px_f16 x16_block(px_dtype t, const void *w, size_t row_bytes, int64_t n, 
 
 void px__x16_unpack_row(px_dtype t, const void *w, size_t row_bytes, int64_t n, int64_t r,
                         void *dst) {
-    if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q6_K) {
+    if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q5_K || t == PX_DTYPE_Q6_K) {
         const size_t bb = 16 * (size_t)px_dtype_get(t)->block_bytes;
         for (int64_t sb = 0; sb < n / 256; sb++)
             x16k_unpack_sb(t,
@@ -617,7 +654,7 @@ void px__x16_unpack_row(px_dtype t, const void *w, size_t row_bytes, int64_t n, 
 void px__x16_ref(px_dtype t, int64_t n, const void *w, int n_groups, const void *xv,
                  size_t x_stride, int n_tok, float *y, size_t y_stride) {
     const size_t rb = px_dtype_row_size(t, n);
-    if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q6_K) {
+    if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q5_K || t == PX_DTYPE_Q6_K) {
         /* Each superblock back in its GGUF block and through the portable
          * row dot, whose result for one superblock is 0 + p: the sums
          * ((0 + p_0) + p_1) + ... are the row's (acc is never -0). */

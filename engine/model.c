@@ -377,7 +377,7 @@ static int repackable(const px_tensor *t) {
            t->ne[3] == 1;
 }
 
-/* Repacks the Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K matrices with a multiple of 16 rows into
+/* Repacks the Q4_0 / Q5_0 / Q8_0 / Q4_K / Q5_K / Q6_K matrices with a multiple of 16 rows into
  * the X16 layout, where the kernel set has a kernel for it, into one allocation
  * (2 MiB aligned, transparent huge pages asked for: the weights are
  * streamed every step, and 4 KiB pages cost a TLB miss each). */

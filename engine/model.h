@@ -83,7 +83,7 @@ typedef struct px_model_opts {
      * kv_local_seqs sequences (0: max_logit_rows); see above. */
     int64_t kv_blocks_local;
     int kv_local_seqs;
-    /* Keep Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K matrices in the file's row layout. By default
+    /* Keep Q4_0 / Q5_0 / Q8_0 / Q4_K / Q5_K / Q6_K matrices in the file's row layout. By default
      * they are repacked at load into the layout of the kernel set's
      * lanes-are-rows kernels, when it has them (the same bytes in anonymous
      * memory; the file's pages are dropped; the results are bitwise the

@@ -162,7 +162,7 @@ float px_bf16_to_f32(px_bf16 h);
 px_bf16 px_f32_to_bf16(float f);
 
 /* How a weight's rows lie in memory. ROWS: one row after another, as in
- * GGUF. X16: Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K repacked at load for the kernel set's
+ * GGUF. X16: Q4_0 / Q5_0 / Q8_0 / Q4_K / Q5_K / Q6_K repacked at load for the kernel set's
  * lanes-are-rows kernels, groups of 16 rows interleaved (kernels.h); a group
  * takes the bytes of its 16 rows, so group g starts where row 16 g would. */
 typedef enum px_layout { PX_LAYOUT_ROWS = 0, PX_LAYOUT_X16 = 1 } px_layout;

@@ -88,7 +88,8 @@ static const key keys[] = {
     {"kv_cache_mb", "model", T_INT, OFF(kv_cache_mb), 1, 1 << 20, false, "1024", NULL, "MB",
      "KV cache arena size in MiB"},
     {"repack_weights", "model", T_BOOL, OFF(repack_weights), 0, 0, false, "true", NULL, "BOOL",
-     "copy Q4_0/Q5_0/Q8_0/Q4_K/Q6_K weights at load into the fast kernels' layout (false: compute "
+     "copy Q4_0/Q5_0/Q8_0/Q4_K/Q5_K/Q6_K weights at load into the fast kernels' layout (false: "
+     "compute "
      "from "
      "the file's pages, shared by processes that map the same file)"},
     /* [scheduler] */

@@ -159,7 +159,7 @@ static int run_one(px_matmul_ctx *ctx, const char *spec, const float *x, float *
     if (strcmp(pname, "x16") == 0) { /* the repacked layout the model loader makes */
         if (!px__x16_type(t) || n_out % 16 != 0) {
             fprintf(stderr,
-                    "pollux-kbench: x16 needs Q4_0, Q5_0, Q8_0, Q4_K or Q6_K and 16k rows\n");
+                    "pollux-kbench: x16 needs Q4_0, Q5_0, Q8_0, Q4_K, Q5_K or Q6_K and 16k rows\n");
             free(wd);
             return 2;
         }

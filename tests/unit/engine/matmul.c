@@ -522,7 +522,7 @@ END_TEST
 START_TEST(test_x16_vs_rows) {
     /* _0 types: 57 blocks: slices of 32 + 25 (kernels_avx512.c); 25: one
      * slice; both end in a partial group of 8. K types: 14 superblocks:
-     * Q4_K slices of 8 + 6, Q6_K 5 + 5 + 4; 5: one slice. */
+     * Q4_K / Q5_K slices of 8 + 6, Q6_K 5 + 5 + 4; 5: one slice. */
     static const struct {
         px_dtype t;
         int64_t n_in;
@@ -531,6 +531,7 @@ START_TEST(test_x16_vs_rows) {
                  {PX_DTYPE_Q5_0, 256},  {PX_DTYPE_Q5_0, 96},   {PX_DTYPE_Q4_0, 1824},
                  {PX_DTYPE_Q4_0, 800},  {PX_DTYPE_Q4_0, 256},  {PX_DTYPE_Q4_0, 96},
                  {PX_DTYPE_Q4_K, 3584}, {PX_DTYPE_Q4_K, 1280}, {PX_DTYPE_Q4_K, 256},
+                 {PX_DTYPE_Q5_K, 3584}, {PX_DTYPE_Q5_K, 1280}, {PX_DTYPE_Q5_K, 256},
                  {PX_DTYPE_Q6_K, 3584}, {PX_DTYPE_Q6_K, 1280}, {PX_DTYPE_Q6_K, 256}};
     static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 16, 17, 33, 100, 129};
     enum { MT = 129, NI = 3584, NO = 144 }; /* 9 groups of 16 rows */
@@ -587,12 +588,12 @@ START_TEST(test_x16_vs_rows) {
                 check_result(&m, x, 20, y1, 32, "x16 forced blas");
         }
         px__matmul_force_path(PX_MATMUL_AUTO);
-        /* a group of 16 rows needs 16 rows; Q5_K has no such layout */
+        /* a group of 16 rows needs 16 rows; F16 has no such layout */
         xt.ne[1] = NO - 8;
         ck_assert_int_eq(px_matmul(ctx[1], &xt, x, 1, y1), PX_EINVAL);
         xt.ne[1] = NO;
-        xt.type = PX_DTYPE_Q5_K;
-        xt.row_bytes = px_dtype_row_size(PX_DTYPE_Q5_K, n_in);
+        xt.type = PX_DTYPE_F16;
+        xt.row_bytes = px_dtype_row_size(PX_DTYPE_F16, n_in);
         ck_assert_int_eq(px_matmul(ctx[1], &xt, x, 1, y1), PX_EINVAL);
         xt = m.t;
         xt.layout = (px_layout)7;

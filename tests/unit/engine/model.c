@@ -253,6 +253,7 @@ START_TEST(test_repack_bitwise) {
     check_repack(PX_ARCH_LLAMA, PX_DTYPE_Q4_0, 0);
     check_repack(PX_ARCH_GEMMA3, PX_DTYPE_Q4_K, 256);
     check_repack(PX_ARCH_LLAMA, PX_DTYPE_Q4_K, 512);
+    check_repack(PX_ARCH_GEMMA3, PX_DTYPE_Q5_K, 256);
 }
 END_TEST
 
