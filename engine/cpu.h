@@ -12,6 +12,14 @@ typedef struct px_cpu_features {
 } px_cpu_features;
 
 const px_cpu_features *px_cpu_get(void);
+
+/* The spin-wait hint (pause) for loops that wait on another thread. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define px_cpu_relax() _mm_pause()
+#else
+#define px_cpu_relax() ((void)0)
+#endif
 /* Online CPUs (at least 1). */
 int px_cpu_count(void);
 

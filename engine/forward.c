@@ -171,16 +171,15 @@ static void attend_heads(px_model *m, const px_batch *b, int layer, int local, i
 static void attn_worker(void *ctx, int ith, int nth) {
     attn_job *j = ctx;
     px_model *m = j->m;
-    const int n_head = m->cfg.n_head, group = n_head / m->cfg.n_head_kv;
-    const int per_row = m->cfg.n_head_kv * ((group + ATTN_Q - 1) / ATTN_Q);
+    const int group = m->cfg.n_head / m->cfg.n_head_kv, parts = (group + ATTN_Q - 1) / ATTN_Q;
+    const int per_row = m->cfg.n_head_kv * parts; /* work items of a row */
     const int64_t total = (int64_t)j->b->n_tok * per_row;
     float *scores = m->rs.scores + (size_t)ith * ATTN_Q * (size_t)(m->n_ctx + 16);
     /* Interleaved split: causal rows get longer down the batch, so contiguous
      * ranges would leave the last worker with most of the work. */
     for (int64_t w = ith; w < total; w += nth) {
         int row = (int)(w / per_row), r = (int)(w % per_row);
-        int kvh = r / ((group + ATTN_Q - 1) / ATTN_Q), part = r % ((group + ATTN_Q - 1) / ATTN_Q);
-        int h0 = kvh * group + part * ATTN_Q;
+        int kvh = r / parts, part = r % parts, h0 = kvh * group + part * ATTN_Q;
         attend_heads(m, j->b, j->layer, j->local, row, h0, PX_MIN(ATTN_Q, group - part * ATTN_Q),
                      kvh, scores);
     }

@@ -429,6 +429,36 @@ enum {
     X16_PF_L2 = 32768, /* ... into L2 for more */
 };
 
+/* Bytes of one unit of a group: a block of 32 columns, or a superblock of
+ * 256 for the K types (16 times the type's block, kernels.h). */
+AI int x16_unit_bytes(int ty) {
+    return ty == PX_DTYPE_Q8_0   ? 544
+           : ty == PX_DTYPE_Q5_0 ? 352
+           : ty == PX_DTYPE_Q4_0 ? 288
+           : ty == PX_DTYPE_Q4_K ? 2304
+           : ty == PX_DTYPE_Q5_K ? 2816
+                                 : 3360;
+}
+
+/* The prefetches of the unit of bb bytes at blk, pf bytes ahead: into L2
+ * when farther than X16_PF_L1, this pass taking lines pph, pph + pn, ...;
+ * else every line into L1. */
+AI void x16_prefetch(const uint8_t *blk, int bb, size_t pf, int pph, int pn) {
+    if (pf > X16_PF_L1)
+        for (int l = 64 * pph; l < bb; l += 64 * pn)
+            _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T1);
+    else if (pf)
+        for (int l = 0; l < bb; l += 64)
+            _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
+}
+
+/* Bit k (0..7) of each byte of hb moved to bit 4 (other bits: garbage to
+ * mask with 0x10), for the Q5 types' fifth-bit planes. */
+AI __m512i x16_bit_to_4(__m512i hb, int k) {
+    return k <= 4 ? _mm512_slli_epi16(hb, (unsigned)(4 - k))
+                  : _mm512_srli_epi16(hb, (unsigned)(k - 4));
+}
+
 /* The 8 k-step vectors (16 rows x 4 unsigned bytes) of one Q4_0 / Q5_0
  * block of a group (kernels.h). Q8_0's steps need no decoding: x16_tile
  * loads them where it uses them. */
@@ -443,10 +473,7 @@ AI void x16_decode(int ty, const uint8_t *blk, __m512i *u) {
         if (ty == PX_DTYPE_Q5_0) {
             /* bit k of hb is step k's fifth bit: to bit 4, then (nib & 15) | it */
             const int k0 = 2 * j, k1 = 2 * j + 1;
-            __m512i h0 = k0 <= 4 ? _mm512_slli_epi16(hb, (unsigned)(4 - k0))
-                                 : _mm512_srli_epi16(hb, (unsigned)(k0 - 4));
-            __m512i h1 = k1 <= 4 ? _mm512_slli_epi16(hb, (unsigned)(4 - k1))
-                                 : _mm512_srli_epi16(hb, (unsigned)(k1 - 4));
+            const __m512i h0 = x16_bit_to_4(hb, k0), h1 = x16_bit_to_4(hb, k1);
             /* u = (nibble & 15) | (fifth bit at 0x10): and, then one ternary op */
             u[k0] = _mm512_ternarylogic_epi32(lo, _mm512_and_si512(h0, b4), m4, 0xEC);
             u[k1] = _mm512_ternarylogic_epi32(hi, _mm512_and_si512(h1, b4), m4, 0xEC);
@@ -467,7 +494,7 @@ AI void x16_decode(int ty, const uint8_t *blk, __m512i *u) {
 AI void x16_tile(int ty, const uint8_t *grp, int64_t b0, int64_t b1, const px_block_q8a *x,
                  size_t x_stride, int T, float *y, size_t y_stride, size_t pf, int pph, int pn,
                  uint8_t *dbuf, int dmode) {
-    const int bb = ty == PX_DTYPE_Q8_0 ? 544 : ty == PX_DTYPE_Q5_0 ? 352 : 288;
+    const int bb = x16_unit_bytes(ty);
     const int off = ty == PX_DTYPE_Q8_0 ? 128 : ty == PX_DTYPE_Q5_0 ? 16 : 8;
     __m512 f[4], e[4], q[4], h[4];
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) f[t] =
@@ -478,12 +505,7 @@ AI void x16_tile(int ty, const uint8_t *grp, int64_t b0, int64_t b1, const px_bl
             __m512 p[4];
             if (c < cnt) {
                 const uint8_t *blk = grp + (size_t)(g + c) * (size_t)bb;
-                if (pf > X16_PF_L1)
-                    for (int l = 64 * pph; l < bb; l += 64 * pn)
-                        _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T1);
-                else if (pf)
-                    for (int l = 0; l < bb; l += 64)
-                        _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
+                x16_prefetch(blk, bb, pf, pph, pn);
                 /* dmode 2: the block as decoded by an earlier tile (Q8_0's
                  * shape: scales, then 8 step vectors); 1: decode and keep */
                 uint8_t *dblk = dbuf + (size_t)(g + c - b0) * 544;
@@ -529,7 +551,7 @@ AI void x16_tile(int ty, const uint8_t *grp, int64_t b0, int64_t b1, const px_bl
 AI void x16k_tile(int ty, const uint8_t *grp, int64_t s0, int64_t s1, const px_block_q8_K *x,
                   size_t x_stride, int T, float *y, size_t y_stride, size_t pf, int pph, int pn,
                   uint8_t *dbuf, int dmode) {
-    const int bb = ty == PX_DTYPE_Q4_K ? 2304 : ty == PX_DTYPE_Q5_K ? 2816 : 3360;
+    const int bb = x16_unit_bytes(ty);
     const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30),
                   b4 = _mm512_set1_epi8(0x10);
     __m512 f[4];
@@ -537,12 +559,7 @@ AI void x16k_tile(int ty, const uint8_t *grp, int64_t s0, int64_t s1, const px_b
         s0 ? _mm512_loadu_ps(y + (size_t)t * y_stride) : _mm512_setzero_ps();
     for (int64_t sb = s0; sb < s1; sb++) {
         const uint8_t *blk = grp + (size_t)sb * (size_t)bb;
-        if (pf > X16_PF_L1)
-            for (int l = 64 * pph; l < bb; l += 64 * pn)
-                _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T1);
-        else if (pf)
-            for (int l = 0; l < bb; l += 64)
-                _mm_prefetch((const char *)blk + pf + l, _MM_HINT_T0);
+        x16_prefetch(blk, bb, pf, pph, pn);
         const px_block_q8_K *xb[4];
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) xb[t] =
             x + (size_t)t * x_stride + (size_t)sb;
@@ -568,20 +585,16 @@ AI void x16k_tile(int ty, const uint8_t *grp, int64_t s0, int64_t s1, const px_b
                         const __m512i v = _mm512_loadu_si512(blk + 256 + 64 * (4 * c + jj));
                         lo = _mm512_and_si512(v, m4);
                         hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                    }
-                    if (ty == PX_DTYPE_Q5_K && dmode != 2) {
-                        /* bit s of the sub-block's vector: step 8c + s's fifth bit */
-                        const __m512i hb = _mm512_loadu_si512(blk + 2304 + 64 * c);
-                        const int s0 = 2 * jj, s1 = 2 * jj + 1;
-                        const __m512i h0 = s0 <= 4 ? _mm512_slli_epi16(hb, (unsigned)(4 - s0))
-                                                   : _mm512_srli_epi16(hb, (unsigned)(s0 - 4));
-                        const __m512i h1 = s1 <= 4 ? _mm512_slli_epi16(hb, (unsigned)(4 - s1))
-                                                   : _mm512_srli_epi16(hb, (unsigned)(s1 - 4));
-                        lo = _mm512_ternarylogic_epi32(lo, h0, b4, 0xF8);
-                        hi = _mm512_ternarylogic_epi32(hi, h1, b4, 0xF8);
-                        if (dmode == 1) {
-                            _mm512_store_si512(dst, lo);
-                            _mm512_store_si512(dst + 64, hi);
+                        if (ty == PX_DTYPE_Q5_K) {
+                            /* bit s of the sub-block's vector: step 8c + s's fifth bit */
+                            const __m512i hb = _mm512_loadu_si512(blk + 2304 + 64 * c);
+                            lo = _mm512_ternarylogic_epi32(lo, x16_bit_to_4(hb, 2 * jj), b4, 0xF8);
+                            hi = _mm512_ternarylogic_epi32(hi, x16_bit_to_4(hb, 2 * jj + 1), b4,
+                                                           0xF8);
+                            if (dmode == 1) {
+                                _mm512_store_si512(dst, lo);
+                                _mm512_store_si512(dst + 64, hi);
+                            }
                         }
                     }
                     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
@@ -703,12 +716,7 @@ AI void x16_gemm(int ty, int64_t n, const void *w, int n_groups, const void *x, 
     /* Q5_K and Q6_K slices decoded hold 4 KB a superblock: at most 7 fit dbuf */
     const int64_t slice = ty == PX_DTYPE_Q4_K ? 8 : k ? 5 : X16_SLICE;
     const int64_t sl = nu <= slice * 3 / 2 ? nu : slice;
-    const size_t ub = ty == PX_DTYPE_Q8_0   ? 544
-                      : ty == PX_DTYPE_Q5_0 ? 352
-                      : ty == PX_DTYPE_Q4_0 ? 288
-                      : ty == PX_DTYPE_Q4_K ? 2304
-                      : ty == PX_DTYPE_Q5_K ? 2816
-                                            : 3360;
+    const size_t ub = (size_t)x16_unit_bytes(ty);
     const size_t xb = k ? sizeof(px_block_q8_K) : sizeof(px_block_q8a); /* activation block */
     const size_t pf = n_tok >= 4            ? X16_PF_L2
                       : !k                  ? X16_PF_L1

@@ -486,16 +486,14 @@ static void x16k_pack_sb(px_dtype t, const void *rows, size_t row_bytes, int64_t
         int q[256], sc[16], mn[8];
         size_t nib;
         if (t == PX_DTYPE_Q4_K || t == PX_DTYPE_Q5_K) {
+            /* both blocks start with d, dmin */
+            const char *blk = row + (size_t)sb * px_dtype_get(t)->block_bytes;
+            memcpy(o + 2 * r, blk, 2);
+            memcpy(o + 32 + 2 * r, blk + 2, 2);
             if (t == PX_DTYPE_Q4_K) {
-                const px_block_q4_K *b = (const px_block_q4_K *)row + sb;
-                dec_q4_K(b, q, sc, mn);
-                memcpy(o + 2 * r, &b->d, 2);
-                memcpy(o + 32 + 2 * r, &b->dmin, 2);
+                dec_q4_K((const px_block_q4_K *)blk, q, sc, mn);
             } else {
-                const px_block_q5_K *b = (const px_block_q5_K *)row + sb;
-                dec_q5_K(b, q, sc, mn);
-                memcpy(o + 2 * r, &b->d, 2);
-                memcpy(o + 32 + 2 * r, &b->dmin, 2);
+                dec_q5_K((const px_block_q5_K *)blk, q, sc, mn);
                 for (int k = 0; k < 64; k++)
                     for (int i = 0; i < 4; i++) {
                         uint8_t *hb = o + 2304 + 64 * (k / 8) + 4 * r + i;

@@ -108,13 +108,6 @@ struct px_matmul_ctx {
     atomic_int quant_next, quant_done;
 };
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define cpu_relax() _mm_pause()
-#else
-#define cpu_relax() ((void)0)
-#endif
-
 /* ---- kernel set selection ------------------------------------------------ */
 
 static const px_kernels *kernels;
@@ -281,14 +274,19 @@ static void chunk_blas(const px_matmul_ctx *c, const mm_job *j, int64_t r0, int6
                 1.0f, c->x, (int)c->n_in, b, (int)c->n_in, 0.0f, j->y + r0, (int)j->n_out);
 }
 
-/* Workers take chunks from one counter over all jobs, so a worker slowed by
- * another process does not hold up the call. */
+/* Token t of x in the row formats the call needs (those of its transposes
+ * too): by the same function for every path, so every path sees the same
+ * int8 values and scales. */
 static void quantize_row(const px_matmul_ctx *c, int t) {
     const float *xr = c->x + (size_t)t * (size_t)c->n_in;
-    if (c->need_a) c->ks->quantize_q8a(xr, c->act_a + (size_t)t * (size_t)(c->n_in / 32), c->n_in);
-    if (c->need_k) c->ks->quantize_q8k(xr, c->act_k + (size_t)t * (size_t)(c->n_in / 256), c->n_in);
+    if (c->need_a || c->need_t)
+        c->ks->quantize_q8a(xr, c->act_a + (size_t)t * (size_t)(c->n_in / 32), c->n_in);
+    if (c->need_k || c->need_tk)
+        c->ks->quantize_q8k(xr, c->act_k + (size_t)t * (size_t)(c->n_in / 256), c->n_in);
 }
 
+/* Workers take chunks from one counter over all jobs, so a worker slowed by
+ * another process does not hold up the call. */
 static void job_matmul(void *arg, int ith, int nth) {
     (void)nth;
     px_matmul_ctx *c = arg;
@@ -302,7 +300,7 @@ static void job_matmul(void *arg, int ith, int nth) {
             atomic_fetch_add_explicit(&c->quant_done, 1, memory_order_release);
         }
         while (atomic_load_explicit(&c->quant_done, memory_order_acquire) < c->n_tok)
-            cpu_relax();
+            px_cpu_relax();
     }
     for (;;) {
         int64_t k = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed);
@@ -323,21 +321,15 @@ static void job_matmul(void *arg, int ith, int nth) {
 }
 
 /* Quantizes x to every activation format the call needs, one group of 16
- * tokens per item: the row formats first (by the same function for every
- * path, so every path sees the same int8 values and scales), then their
- * transposes for GEMM16. */
+ * tokens per item: the row formats first, then their transposes for
+ * GEMM16. */
 static void job_quant(void *arg, int ith, int nth) {
     px_matmul_ctx *c = arg;
-    const px_kernels *ks = c->ks;
     int64_t nb32 = c->n_in / 32, nb256 = c->n_in / 256;
-    bool rows_a = c->need_a || c->need_t, rows_k = c->need_k || c->need_tk;
     for (int g = ith; g < (c->n_tok + 15) / 16; g += nth) {
         int t0 = 16 * g, nt = PX_MIN(16, c->n_tok - t0);
-        for (int t = t0; t < t0 + nt; t++) {
-            const float *xr = c->x + (size_t)t * (size_t)c->n_in;
-            if (rows_a) ks->quantize_q8a(xr, c->act_a + (size_t)t * (size_t)nb32, c->n_in);
-            if (rows_k) ks->quantize_q8k(xr, c->act_k + (size_t)t * (size_t)nb256, c->n_in);
-        }
+        for (int t = t0; t < t0 + nt; t++)
+            quantize_row(c, t);
         if (c->need_t)
             px__q8t_from_q8a(c->act_a + (size_t)t0 * (size_t)nb32, (size_t)nb32, nt, nb32,
                              c->act_t + (size_t)g * (size_t)nb32);

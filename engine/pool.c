@@ -19,13 +19,6 @@
 
 #include "cpu.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define cpu_relax() _mm_pause()
-#else
-#define cpu_relax() ((void)0)
-#endif
-
 enum {
     PAUSE_NS = 20000, /* spin with pause this long, */
     SPIN_NS = 60000,  /* then with sched_yield up to this, then sleep */
@@ -67,7 +60,7 @@ static unsigned wait_job(px_pool *p, unsigned seen) {
             if (el > SPIN_NS) break;
             if (el > PAUSE_NS) sched_yield();
         }
-        cpu_relax();
+        px_cpu_relax();
     }
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->sleeping, 1);
@@ -165,6 +158,6 @@ void px_pool_run(px_pool *p, px_pool_fn fn, void *ctx) {
         if (i > 2000)
             sched_yield();
         else
-            cpu_relax();
+            px_cpu_relax();
     }
 }
